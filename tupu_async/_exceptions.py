@@ -1,0 +1,205 @@
+"""The whole error hierarchy, and the map from Tupu status codes to it.
+
+    TupuError
+    ├── InvalidImageError (also ValueError)     bad input, raised before anything is sent
+    ├── KeyLoadError (also ValueError)          a private/public key that cannot be used
+    ├── SignatureVerificationError              a response whose signature does not verify
+    ├── MalformedResponseError                  a body that is not a well-formed envelope
+    ├── TransportError                          network failures (after retries)
+    └── APIError                                the service answered with an error
+        ├── AuthenticationError                 codes 1, 6, 8, 9 (fatal)
+        │   └── ClockSkewError                  code 12: the local clock is off
+        ├── ConfigurationError                  codes 2, 4, 5, 7, 10, 11, 13 (fatal)
+        ├── RateLimitError                      HTTP 429 / throttling
+        ├── ServerError                         HTTP 5xx, codes 100 and 101
+        └── ImageError                          code 14, per image
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ClockSkewError",
+    "ConfigurationError",
+    "ImageError",
+    "InvalidImageError",
+    "KeyLoadError",
+    "MalformedResponseError",
+    "RateLimitError",
+    "ServerError",
+    "SignatureVerificationError",
+    "TransportError",
+    "TupuError",
+]
+
+
+class TupuError(Exception):
+    """Base class of every error tupu-async raises."""
+
+
+class InvalidImageError(TupuError, ValueError):
+    """An input image that cannot be sent: raised before any request is made."""
+
+
+class KeyLoadError(TupuError, ValueError):
+    """A key that cannot be loaded or used. The message says what to supply instead."""
+
+
+class SignatureVerificationError(TupuError):
+    """A response envelope whose signature does not verify with the Tupu public key."""
+
+
+class MalformedResponseError(TupuError):
+    """The service (or something in between) answered with a body that is not an envelope.
+
+    ``status_code`` is the HTTP status and ``body_excerpt`` the start of what came back.
+    Usually transient (a proxy error page, a truncated body), so it is retried.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, body_excerpt: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+
+
+class TransportError(TupuError):
+    """The request never got an answer: connection refused or dropped, or a timeout."""
+
+
+class APIError(TupuError):
+    """The service answered with an error status code.
+
+    ``code`` is Tupu's status code (None for a bare HTTP error), ``message`` its text,
+    ``status_code`` the HTTP status and ``request_id`` the service's id when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status_code = status_code
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class AuthenticationError(APIError):
+    """The service refused the credentials (codes 1, 6, 8, 9). Fatal: never retried."""
+
+
+class ClockSkewError(AuthenticationError):
+    """Code 12: the request timestamp was rejected, which means the local clock is off."""
+
+
+class ConfigurationError(APIError):
+    """The request names something the account cannot use (codes 2, 4, 5, 7, 10, 11, 13). Fatal."""
+
+
+class RateLimitError(APIError):
+    """HTTP 429: the secret id is over its QPS limit. Retried after a shared pause."""
+
+
+class ServerError(APIError):
+    """HTTP 5xx, or codes 100/101: a fault on the service side. Retried with backoff."""
+
+
+class ImageError(APIError):
+    """Code 14 for one image: it could not be downloaded, was missing or was too large."""
+
+
+_CODE_HINTS: dict[int, tuple[type[APIError], str]] = {
+    1: (AuthenticationError, "authentication failed: check that secret_id matches the private key "
+        "whose public key you uploaded to Tupu"),
+    2: (ConfigurationError, "model id error: the model behind this secret id is unknown; "
+        "contact Tupu"),
+    3: (ConfigurationError, "no file: the request carried no image"),
+    4: (ConfigurationError, "API version error: upgrade tupu-async or check base_url"),
+    5: (ConfigurationError, "API version deprecated: upgrade tupu-async or check base_url"),
+    6: (AuthenticationError, "secretId error: check the secret_id you passed"),
+    7: (ConfigurationError, "task not allowed for this secretId: remove the task id from tasks= "
+        "or ask Tupu to enable it"),
+    8: (AuthenticationError, "secretId status abnormal: the account is suspended or expired; "
+        "contact Tupu"),
+    9: (AuthenticationError, "no certificate: upload the public key matching your private key in "
+        "the Tupu console"),
+    10: (ConfigurationError, "pipe id error: check secret_id and base_url"),
+    11: (ConfigurationError, "callback parameter missing: this secret id expects a callback "
+         "configuration"),
+    12: (ClockSkewError, "timestamp error: the local clock is off; synchronise it (e.g. with NTP) "
+         "and retry"),
+    13: (ConfigurationError, "no task configured or all tasks closed for this secret id: enable "
+         "tasks in the Tupu console"),
+    14: (ImageError, "image error: the image could not be downloaded, was not found or is too large"),
+    100: (ServerError, "Tupu server error; retried automatically"),
+    101: (ServerError, "unknown Tupu error; retried automatically"),
+}
+
+FATAL_CODES: frozenset[int] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
+RETRYABLE_CODES: frozenset[int] = frozenset({100, 101})
+IMAGE_ERROR_CODE = 14
+
+
+def error_for_code(
+    code: int,
+    message: str,
+    *,
+    status_code: int | None = None,
+    request_id: str | None = None,
+) -> APIError:
+    """Build the error for a non-zero Tupu status code, with a message that says what to do."""
+    cls, hint = _CODE_HINTS.get(code, (APIError, "unexpected status code"))
+    text = f"Tupu code {code} ({message or 'no message'}): {hint}"
+    if request_id:
+        text += f" [requestId {request_id}]"
+    return cls(text, code=code, status_code=status_code, request_id=request_id)
+
+
+def error_for_http_status(
+    status_code: int, excerpt: str, *, retry_after: float | None = None
+) -> APIError:
+    """Build the error for an HTTP error status that carried no envelope."""
+    if status_code == 429:
+        return RateLimitError(
+            f"HTTP 429: the secret id is over its QPS limit (lower qps= or share one limiter); "
+            f"body: {excerpt!r}",
+            status_code=status_code,
+            retry_after=retry_after,
+        )
+    if status_code >= 500:
+        return ServerError(
+            f"HTTP {status_code} from Tupu (retried automatically); body: {excerpt!r}",
+            status_code=status_code,
+            retry_after=retry_after,
+        )
+    if status_code in (401, 403):
+        return AuthenticationError(
+            f"HTTP {status_code}: the service refused the request; check secret_id and the key "
+            f"pair; body: {excerpt!r}",
+            status_code=status_code,
+        )
+    if status_code == 413:
+        return ConfigurationError(
+            f"HTTP 413: the request body is too large for the service; body: {excerpt!r}",
+            status_code=status_code,
+        )
+    return APIError(f"HTTP {status_code} from Tupu; body: {excerpt!r}", status_code=status_code)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """True for errors that must stop a whole batch run at once (never retried)."""
+    return isinstance(
+        exc, (AuthenticationError, ConfigurationError, SignatureVerificationError, KeyLoadError)
+    )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for transient faults worth another attempt."""
+    return isinstance(exc, (TransportError, RateLimitError, ServerError, MalformedResponseError))
