@@ -1,0 +1,300 @@
+"""Response envelopes: verify the signature over the text as received, then decode.
+
+A success response is ``{"json": "<text>", "signature": "<base64>"}``; the signature is
+over the UTF-8 bytes of ``<text>`` exactly as received (re-serialising it would break
+the signature). Error responses are sometimes plain JSON with an ``error`` key, and
+proxies answer with HTML: every shape that is not a well-formed envelope becomes a
+``TupuError`` that says what came back, never a raw decode exception.
+
+Decoders are built once at import and reused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from ._constants import (
+    TASK_AD,
+    TASK_OCR_TEXT,
+    TASK_POLITICAL,
+    TASK_PORN,
+    TASK_VIOLATION,
+    TASK_VIOLENCE,
+    TASK_VULGAR,
+)
+from ._exceptions import (
+    APIError,
+    MalformedResponseError,
+    SignatureVerificationError,
+    TupuError,
+    error_for_http_status,
+)
+from ._keys import KeySource, load_public_key, official_public_key
+from ._signing import verify_signature
+from ._types import (
+    AdFile,
+    FileResult,
+    GenericFile,
+    OcrFile,
+    PoliticalFile,
+    PornFile,
+    RecognitionResponse,
+    SummaryItem,
+    TaskResult,
+    ViolationFile,
+    ViolenceFile,
+    VulgarFile,
+)
+
+__all__ = ["decode_inner", "open_envelope", "verify_envelope"]
+
+_EXCERPT_CHARS = 200
+
+
+class _Outer(msgspec.Struct):
+    json: str | None = None
+    signature: str | None = None
+    error: Any = None
+    code: Any = None
+    message: Any = None
+
+
+_outer_decoder = msgspec.json.Decoder(_Outer)
+_raw_map_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_int_decoder = msgspec.json.Decoder(int)
+_str_decoder = msgspec.json.Decoder(str)
+_any_decoder = msgspec.json.Decoder()
+_summary_decoder = msgspec.json.Decoder(list[SummaryItem])
+_generic_task_decoder = msgspec.json.Decoder(TaskResult[dict[str, Any]])  # type: ignore[type-var]
+
+_TASK_FILE_TYPES: dict[str, type[FileResult]] = {
+    TASK_PORN: PornFile,
+    TASK_POLITICAL: PoliticalFile,
+    TASK_VIOLENCE: ViolenceFile,
+    TASK_OCR_TEXT: OcrFile,
+    TASK_AD: AdFile,
+    TASK_VULGAR: VulgarFile,
+    TASK_VIOLATION: ViolationFile,
+}
+_task_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    task_id: msgspec.json.Decoder(TaskResult[file_type])  # type: ignore[valid-type]
+    for task_id, file_type in _TASK_FILE_TYPES.items()
+}
+_HEAD_KEYS = frozenset({"code", "message", "timestamp", "nonce", "requestId", "summary"})
+_GENERIC_FIELDS = ("name", "label", "rate", "review", "tag")
+
+
+def excerpt(body: bytes | str) -> str:
+    """The start of a body, for error messages."""
+    text = body if isinstance(body, str) else body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
+
+
+def _describe(body: bytes, status_code: int | None) -> str:
+    status = f"HTTP {status_code} " if status_code is not None else ""
+    if not body.strip():
+        return f"an empty {status}body"
+    head = body.lstrip()[:1]
+    if head == b"<":
+        return f"an HTML page ({status}, probably a proxy or gateway error): {excerpt(body)!r}"
+    if head in (b"{", b"["):
+        return f"a truncated or invalid JSON {status}body: {excerpt(body)!r}"
+    return f"a non-JSON {status}body: {excerpt(body)!r}"
+
+
+def _plain_error(outer: _Outer, body: bytes, status_code: int | None) -> APIError:
+    """An error answer without the signed envelope (e.g. ``{"error": ...}``)."""
+    err = outer.error
+    code: int | None = None
+    message = ""
+    if isinstance(err, dict):
+        raw_code = err.get("code")
+        code = raw_code if isinstance(raw_code, int) else None
+        message = str(err.get("message") or err.get("msg") or "")
+    elif err is not None:
+        message = str(err)
+    if isinstance(outer.code, int) and code is None:
+        code = outer.code
+    if not message and isinstance(outer.message, str):
+        message = outer.message
+    if code is not None and code != 0:
+        from ._exceptions import error_for_code
+
+        return error_for_code(code, message, status_code=status_code)
+    if status_code is not None and status_code >= 400:
+        return error_for_http_status(status_code, excerpt(body))
+    return APIError(
+        f"Tupu answered with an error and no signed result: {message or excerpt(body)!r}",
+        status_code=status_code,
+    )
+
+
+def open_envelope(
+    body: bytes | str,
+    public_key: RSAPublicKey | None,
+    *,
+    status_code: int | None = None,
+) -> str:
+    """Check the envelope's shape and signature; return the signed text as received.
+
+    ``public_key=None`` skips verification (``verify_signature=False`` on the client).
+    Raises ``MalformedResponseError`` for anything that is not an envelope, an
+    ``APIError`` subclass for a plain-JSON error body, and
+    ``SignatureVerificationError`` when the signature does not verify.
+    """
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    try:
+        outer = _outer_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        if status_code is not None and status_code >= 400:
+            raise error_for_http_status(status_code, excerpt(data)) from None
+        raise MalformedResponseError(
+            f"expected a signed Tupu envelope {{'json': ..., 'signature': ...}} but got "
+            f"{_describe(data, status_code)}",
+            status_code=status_code,
+            body_excerpt=excerpt(data),
+        ) from None
+    if outer.json is None:
+        if outer.error is not None or outer.code is not None:
+            raise _plain_error(outer, data, status_code)
+        if status_code is not None and status_code >= 400:
+            raise error_for_http_status(status_code, excerpt(data))
+        raise MalformedResponseError(
+            f"the response has no 'json' field, so it is not a Tupu envelope: {excerpt(data)!r}",
+            status_code=status_code,
+            body_excerpt=excerpt(data),
+        )
+    if public_key is not None:
+        if not outer.signature:
+            raise SignatureVerificationError(
+                "the response envelope carries no signature, so it cannot be trusted; "
+                "if you really talk to a server that does not sign, pass verify_signature=False"
+            )
+        if not verify_signature(public_key, outer.json.encode("utf-8"), outer.signature):
+            raise SignatureVerificationError(
+                "the response signature does not verify with the Tupu public key: the response "
+                "was altered in transit or came from another server. Check base_url, and pass "
+                "tupu_public_key= if you talk to a fake or private deployment"
+            )
+    return outer.json
+
+
+def _decode_task(task_id: str, raw: msgspec.Raw) -> TaskResult[Any]:
+    decoder = _task_decoders.get(task_id)
+    if decoder is not None:
+        try:
+            return decoder.decode(raw)  # type: ignore[no-any-return]
+        except msgspec.ValidationError:
+            pass  # the service changed a field's type: keep everything via the generic form
+    generic = _generic_task_decoder.decode(raw)
+    files = []
+    for entry in generic.file_list:
+        if not isinstance(entry, dict):
+            raise msgspec.ValidationError(f"task {task_id}: fileList entries must be objects")
+        extra = {k: v for k, v in entry.items() if k not in _GENERIC_FIELDS}
+        name = entry.get("name")
+        tag = entry.get("tag")
+        rate = entry.get("rate")
+        review = entry.get("review")
+        files.append(
+            GenericFile(
+                name=name if isinstance(name, str) else None,
+                label=entry.get("label"),
+                rate=float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                else None,
+                review=review if isinstance(review, bool) else None,
+                tag=tag if isinstance(tag, str) else None,
+                extra=extra,
+            )
+        )
+    return TaskResult(
+        file_list=files,
+        statistic=generic.statistic,
+        review_count=generic.review_count,
+        top_n_statistic=generic.top_n_statistic,
+    )
+
+
+def decode_inner(text: str) -> RecognitionResponse:
+    """Decode the signed text into a ``RecognitionResponse`` (``images`` left empty)."""
+    try:
+        fields = _raw_map_decoder.decode(text)
+        code_raw = fields.get("code")
+        if code_raw is None:
+            raise msgspec.ValidationError("missing 'code'")
+        code = _int_decoder.decode(code_raw)
+        message = ""
+        timestamp: int | None = None
+        nonce: str | None = None
+        request_id: str | None = None
+        summary: list[SummaryItem] | None = None
+        tasks: dict[str, TaskResult[Any]] = {}
+        extra: dict[str, Any] = {}
+        for key, raw in fields.items():
+            if key in _HEAD_KEYS:
+                if key == "message":
+                    value = _any_decoder.decode(raw)
+                    message = value if isinstance(value, str) else str(value)
+                elif key == "timestamp":
+                    value = _any_decoder.decode(raw)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        timestamp = int(value)
+                elif key == "nonce":
+                    value = _any_decoder.decode(raw)
+                    nonce = None if value is None else str(value)
+                elif key == "requestId":
+                    value = _any_decoder.decode(raw)
+                    request_id = None if value is None else str(value)
+                elif key == "summary":
+                    summary = _summary_decoder.decode(raw)
+                continue
+            if memoryview(raw)[:1] == b"{":
+                tasks[key] = _decode_task(key, raw)
+            else:
+                extra[key] = _any_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedResponseError(
+            f"the signed response text is not the JSON Tupu documents ({exc}): "
+            f"{excerpt(text)!r}",
+            body_excerpt=excerpt(text),
+        ) from None
+    return RecognitionResponse(
+        code=code,
+        message=message,
+        timestamp=timestamp,
+        nonce=nonce,
+        request_id=request_id,
+        summary=summary,
+        tasks=tasks,
+        extra=extra,
+        json_text=text,
+    )
+
+
+def verify_envelope(
+    body: bytes | str, public_key: KeySource | RSAPublicKey | None = None
+) -> RecognitionResponse:
+    """Verify and decode a signed envelope that reached you some other way (a callback).
+
+    ``public_key=None`` uses the bundled official Tupu key. Returns the decoded response
+    with ``images`` regrouped per image (by the order of ``summary`` or of the first
+    task's ``fileList``). A bad signature raises ``SignatureVerificationError``; anything
+    that is not a well-formed envelope raises a ``TupuError`` saying what came back. A
+    non-zero ``code`` is returned, not raised: read ``response.code``.
+    """
+    from ._regroup import regroup_unknown_inputs
+
+    key = official_public_key() if public_key is None else load_public_key(public_key)
+    try:
+        text = open_envelope(body, key)
+    except TupuError:
+        raise
+    except Exception as exc:  # pragma: no cover - defensive: never leak a raw exception
+        raise MalformedResponseError(f"could not read the envelope: {exc}") from None
+    response = decode_inner(text)
+    response.images = regroup_unknown_inputs(response)
+    return response
