@@ -1,0 +1,398 @@
+"""The limiters: the window guarantee on a virtual clock, then on both anyio backends."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import pytest
+import trio
+import trio.testing
+from aiolimiter import AsyncLimiter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tupu_async._limiter import (
+    DEFAULT_THROTTLE_PAUSE,
+    LocalLimiter,
+    RateLimiter,
+    UnlimitedLimiter,
+    WindowSchedule,
+)
+
+
+def max_in_window(starts: Sequence[float], window: float) -> int:
+    """Brute force: the most starts in any half-open window [t, t + window)."""
+    return max((sum(1 for s in starts if t <= s < t + window) for t in starts), default=0)
+
+
+# --- the pure schedule on a virtual clock -------------------------------------------------
+
+qps_values = st.floats(min_value=1.0, max_value=60.0)
+periods = st.floats(min_value=0.05, max_value=3.0)
+margins = st.floats(min_value=0.0, max_value=0.1)
+gaps = st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=2.0))
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("acquire"), gaps),
+        st.tuples(st.just("acquire"), st.just(0.0)),
+        st.tuples(st.just("success"), gaps),
+        st.tuples(
+            st.just("throttle"),
+            gaps,
+            st.one_of(st.none(), st.floats(min_value=-1.0, max_value=3.0)),
+        ),
+    ),
+    max_size=150,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(qps=qps_values, period=periods, margin=margins, ops=operations)
+def test_schedule_never_overruns_and_grants_fifo(
+    qps: float, period: float, margin: float, ops: list[tuple[object, ...]]
+) -> None:
+    schedule = WindowSchedule(qps, period, margin=margin, min_rate=min(1.0, qps))
+    now = 0.0
+    slots: list[float] = []
+    for op in ops:
+        now += float(op[1])  # type: ignore[arg-type]
+        if op[0] == "acquire":
+            slot = schedule.reserve(now)
+            assert slot >= now
+            assert slot >= schedule.paused_until
+            if slots:
+                assert slot >= slots[-1]  # FIFO: a later request never gets an earlier slot
+            slots.append(slot)
+        elif op[0] == "success":
+            schedule.success(now)
+        else:
+            retry_after = op[2]
+            assert retry_after is None or isinstance(retry_after, float)
+            schedule.throttle(now, retry_after)
+        assert schedule.min_rate <= schedule.current_rate <= qps
+    assert max_in_window(slots, period + margin) <= math.floor(qps)
+    # The guarantee as the server sees it: any arrival jitter up to `margin` is absorbed.
+    assert max_in_window(slots, period) <= qps
+
+
+@settings(max_examples=100, deadline=None)
+@given(qps=qps_values, period=periods, margin=margins, late=st.lists(st.floats(0.0, 0.5)))
+def test_schedule_counts_real_start_times_when_wakeups_are_late(
+    qps: float, period: float, margin: float, late: list[float]
+) -> None:
+    """A late wake-up keeps its ideal slot for pacing but the window counts the real time."""
+    schedule = WindowSchedule(qps, period, margin=margin)
+    started: list[float] = []
+    for lateness in late:
+        slot = schedule.earliest_start(started[-1] if started else 0.0)
+        start = slot + lateness
+        schedule.record_start(start, slot)
+        started.append(start)
+    assert max_in_window(started, period + margin) <= math.floor(qps)
+
+
+@settings(max_examples=100, deadline=None)
+@given(qps=st.integers(min_value=1, max_value=200), period=periods, margin=margins)
+def test_schedule_long_run_rate_with_continuous_demand(
+    qps: int, period: float, margin: float
+) -> None:
+    schedule = WindowSchedule(qps, period, margin=margin)
+    slots = [schedule.reserve(0.0) for _ in range(20 * qps + 1)]
+    rate_per_period = (len(slots) - 1) / (slots[-1] - slots[0]) * period
+    expected = qps / (1 + margin / period)
+    assert abs(rate_per_period - expected) <= 0.02 * expected
+    # Paced, not bursty: consecutive starts are (period + margin) / qps apart.
+    gaps_between = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps_between) >= (period + margin) / qps * (1 - 1e-9)
+
+
+@settings(max_examples=50, deadline=None)
+@given(qps=st.floats(min_value=1.0, max_value=100.0), margin=margins)
+def test_schedule_fractional_qps_is_held_to_its_floor(qps: float, margin: float) -> None:
+    schedule = WindowSchedule(qps, 1.0, margin=margin)
+    limit = math.floor(qps)
+    slots = [schedule.reserve(0.0) for _ in range(10 * limit + 1)]
+    rate = (len(slots) - 1) / (slots[-1] - slots[0])
+    assert rate <= limit / (1 + margin) * 1.02
+    assert rate >= limit / (1 + margin) * 0.98
+
+
+def test_schedule_first_window_is_not_a_burst() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.015)
+    slots = [schedule.reserve(0.0) for _ in range(100)]
+    assert sum(1 for s in slots if s < 1.0) == 50
+    assert slots[1] - slots[0] == pytest.approx(1.015 / 50)
+
+
+def test_schedule_window_is_half_open_and_exact() -> None:
+    schedule = WindowSchedule(2.0, 1.0, margin=0.0)
+    assert [schedule.reserve(0.0) for _ in range(5)] == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_throttle_pauses_everyone_and_halves_once_per_cluster() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.015)
+    for _ in range(10):
+        schedule.reserve(0.0)
+    assert schedule.throttle(1.0, 2.0) is True
+    assert schedule.current_rate == 25.0
+    # The other requests that were in flight get their 429s too: no further halving.
+    assert schedule.throttle(1.05, 2.0) is False
+    assert schedule.throttle(2.9, 0.5) is False
+    assert schedule.current_rate == 25.0
+    assert schedule.paused_until == pytest.approx(3.4)  # every Retry-After is honoured
+    slot = schedule.reserve(1.2)
+    assert slot == pytest.approx(3.4)
+    assert schedule.reserve(1.2) == pytest.approx(3.4 + 1.015 / 25)
+    # A throttle after the pause (and after one window) is a new overload: halve again.
+    assert schedule.throttle(3.5, None) is True
+    assert schedule.current_rate == 12.5
+    assert schedule.paused_until == pytest.approx(3.5 + DEFAULT_THROTTLE_PAUSE)
+
+
+def test_throttle_never_goes_below_min_rate_and_tolerates_odd_retry_after() -> None:
+    schedule = WindowSchedule(50.0, min_rate=5.0)
+    now = 0.0
+    for retry_after in (None, -3.0, math.nan, math.inf, 0.0, 10.0):
+        schedule.throttle(now, retry_after)
+        now += 20.0
+    assert schedule.current_rate == 5.0
+    assert schedule.paused_until == pytest.approx(100.0 + 10.0)
+
+
+def test_success_recovers_additively_about_one_request_per_second_per_second() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.015)
+    for _ in range(50):
+        schedule.reserve(0.0)
+    schedule.throttle(1.0, 0.5)
+    schedule.success(1.2)  # during the pause: does not count
+    assert schedule.current_rate == 25.0
+    now = 1.5
+    rates = [schedule.current_rate]
+    while schedule.current_rate < 50.0:
+        now = schedule.reserve(now)
+        schedule.success(now)
+        rates.append(schedule.current_rate)
+    assert rates == sorted(rates)
+    assert schedule.current_rate == 50.0
+    # From 25 to 50 req/s at +1 req/s per second of traffic: about 25 s.
+    assert 20.0 <= now - 1.5 <= 30.0
+    for _ in range(100):
+        schedule.success(now)
+    assert schedule.current_rate == 50.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"qps": 0.5}, "qps"),
+        ({"qps": math.inf}, "UnlimitedLimiter"),
+        ({"qps": math.nan}, "qps"),
+        ({"period": 0.0}, "period"),
+        ({"margin": -0.1}, "margin"),
+        ({"min_rate": 100.0}, "min_rate"),
+        ({"min_rate": 0.0}, "min_rate"),
+        ({"recovery": -1.0}, "recovery"),
+    ],
+)
+def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LocalLimiter(**kwargs)
+
+
+def test_limiters_implement_the_protocol() -> None:
+    assert isinstance(LocalLimiter(), RateLimiter)
+    assert isinstance(UnlimitedLimiter(), RateLimiter)
+    assert LocalLimiter().qps == 50.0
+    assert "qps=50" in repr(LocalLimiter())
+
+
+# --- the real limiter in real time, on both backends --------------------------------------
+
+
+@pytest.mark.anyio
+async def test_concurrent_acquirers_hold_the_window_in_real_time() -> None:
+    qps, n = 50.0, 120
+    limiter = LocalLimiter(qps)
+    starts: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        starts.append(time.monotonic())
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+    assert len(starts) == n
+    assert max_in_window(starts, 1.0) <= 50
+    assert max_in_window(starts, 1.015) <= 50
+    spacing = 1.015 / qps
+    elapsed = max(starts) - min(starts)
+    # Paced: 119 gaps of one spacing (a little lateness forgiven), plus scheduling slack.
+    assert (n - 1) * spacing - 0.006 <= elapsed <= (n - 1) * spacing + 0.6
+    assert limiter.waiting == 0
+
+
+@pytest.mark.anyio
+async def test_waiters_are_granted_in_arrival_order() -> None:
+    limiter = LocalLimiter(200.0)
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await limiter.acquire()
+        order.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(one, i)
+                await anyio.wait_all_tasks_blocked()
+    assert order == list(range(20))
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_head_of_the_line_passes_the_turn_on() -> None:
+    limiter = LocalLimiter(20.0)  # one start per ~51 ms
+    await limiter.acquire()
+    t0 = time.monotonic()
+    granted: list[float] = []
+
+    async def head() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await limiter.acquire()
+            granted.append(-1.0)  # never reached: cancelled while sleeping for its slot
+
+    async def second() -> None:
+        await limiter.acquire()
+        granted.append(time.monotonic())
+
+    scopes: list[anyio.CancelScope] = []
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(head)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(second)
+            await anyio.wait_all_tasks_blocked()
+            scopes[0].cancel()
+    assert len(granted) == 1
+    # The cancelled head took nothing: the second waiter got the very next slot.
+    assert granted[0] - t0 <= 1.015 / 20 + 0.05
+    assert limiter.waiting == 0
+
+
+@pytest.mark.anyio
+async def test_cancelled_waiters_leave_the_limiter_usable_and_correct() -> None:
+    qps = 40.0
+    limiter = LocalLimiter(qps)
+    starts: list[float] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def one(cancellable: bool) -> None:
+        with anyio.CancelScope() as scope:
+            if cancellable:
+                scopes.append(scope)
+            await limiter.acquire()
+            starts.append(time.monotonic())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(24):
+                tg.start_soon(one, i % 2 == 0)  # every other waiter will be cancelled
+                await anyio.wait_all_tasks_blocked()
+            await anyio.sleep(0.1)
+            for scope in scopes:
+                scope.cancel()
+        # Still usable afterwards, and the window still holds across everything.
+        for _ in range(5):
+            await limiter.acquire()
+            starts.append(time.monotonic())
+    assert limiter.waiting == 0
+    survivors = 12 + sum(1 for s in scopes if not s.cancelled_caught)
+    assert len(starts) == survivors + 5
+    assert max_in_window(starts, 1.015) <= math.floor(qps)
+    spacing = 1.015 / qps
+    # Cancelled waiters wasted no slots: the starts stay one spacing apart.
+    assert max(starts) - min(starts) <= (len(starts) - 1) * spacing + 0.5
+
+
+class TestOnTrioVirtualClock:
+    """The real limiter under a throttle, driven by trio's autojumping MockClock."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    @pytest.mark.anyio
+    async def test_throttle_pauses_in_flight_demand_then_recovers(self) -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time)
+        starts: list[float] = []
+        throttled_at: list[float] = []
+
+        async def one() -> None:
+            await limiter.acquire()
+            starts.append(trio.current_time())
+            if len(starts) == 60:
+                throttled_at.append(trio.current_time())
+                for _ in range(5):  # five in-flight requests all come back 429
+                    await limiter.on_throttle(2.0)
+            elif len(starts) > 60:
+                limiter.on_success()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(400):
+                tg.start_soon(one)
+        t = throttled_at[0]
+        assert not [s for s in starts if t < s < t + 2.0]
+        assert max_in_window(starts, 1.015) <= 50
+        after = [s for s in starts if s >= t + 2.0]
+        first_gap = after[1] - after[0]
+        assert first_gap == pytest.approx(1.015 / 25, rel=0.05)  # halved once, not 5 times
+        assert 25.0 < limiter.current_rate < 50.0  # recovering additively
+
+    @pytest.mark.anyio
+    async def test_long_run_rate_on_the_virtual_clock(self) -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time)
+        starts: list[float] = []
+
+        async def one() -> None:
+            await limiter.acquire()
+            starts.append(trio.current_time())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(501):
+                tg.start_soon(one)
+        rate = 500 / (max(starts) - min(starts))
+        assert rate == pytest.approx(50 / 1.015, rel=0.02)
+        assert max_in_window(starts, 1.015) == 50
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_plain_aiolimiter_overruns_the_first_second() -> None:
+    """Why LocalLimiter does not use AsyncLimiter(qps, 1): its bucket starts empty."""
+    limiter = AsyncLimiter(50, 1)
+    starts: list[float] = []
+    with anyio.fail_after(2):
+        for _ in range(60):
+            await limiter.acquire()
+            starts.append(time.monotonic())
+    assert max_in_window(starts, 1.0) == 60  # 60 > 50 in well under one second
+
+
+@pytest.mark.anyio
+async def test_unlimited_limiter_never_waits() -> None:
+    limiter = UnlimitedLimiter()
+    await limiter.on_throttle(30.0)
+    limiter.on_success()
+    with anyio.fail_after(2):
+        for _ in range(2000):
+            await limiter.acquire()
+    await limiter.aclose()
+    assert limiter.qps == math.inf
+    assert limiter.current_rate == math.inf
