@@ -1,7 +1,18 @@
-"""tupu-async: the asyncio client for the Tupu (图普) content-moderation API."""
+"""tupu-async: the asyncio client for the Tupu (图普) content-moderation API.
 
+Signed requests, verified responses, typed results, and a throughput engine that keeps
+a secret id under its QPS limit while packing images ten to a request::
+
+    from tupu_async import AsyncTupuClient
+
+    async with AsyncTupuClient(secret_id="...", private_key=Path("key.pem")) as client:
+        results = await client.recognize_many(urls)
+"""
+
+from ._client import AsyncTupuClient
 from ._constants import Region
 from ._envelope import verify_envelope
+from ._events import ClientStats, Hooks, RequestEvent
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -17,7 +28,77 @@ from ._exceptions import (
     TransportError,
     TupuError,
 )
-from ._images import Image
-from ._types import ImageResult, RecognitionResponse, SummaryItem, TaskResult
+from ._images import Image, ImageInput
+from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
+from ._retry import RetryPolicy
+from ._types import (
+    AdFile,
+    FaceObject,
+    FileResult,
+    GenericFile,
+    ImageResult,
+    OcrFile,
+    OcrObject,
+    PoliticalFile,
+    PornFile,
+    RecognitionResponse,
+    SubLabel,
+    SubLabelScore,
+    SummaryItem,
+    TaskFile,
+    TaskResult,
+    TopNCount,
+    ViolationFile,
+    ViolenceFile,
+    VulgarFile,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AdFile",
+    "AsyncTupuClient",
+    "AuthenticationError",
+    "ClientStats",
+    "ClockSkewError",
+    "ConfigurationError",
+    "FaceObject",
+    "FileResult",
+    "GenericFile",
+    "Hooks",
+    "Image",
+    "ImageError",
+    "ImageInput",
+    "ImageResult",
+    "InvalidImageError",
+    "KeyLoadError",
+    "LocalLimiter",
+    "MalformedResponseError",
+    "OcrFile",
+    "OcrObject",
+    "PoliticalFile",
+    "PornFile",
+    "RateLimitError",
+    "RateLimiter",
+    "RecognitionResponse",
+    "Region",
+    "RequestEvent",
+    "RetryPolicy",
+    "ServerError",
+    "SignatureVerificationError",
+    "SubLabel",
+    "SubLabelScore",
+    "SummaryItem",
+    "TaskFile",
+    "TaskResult",
+    "TopNCount",
+    "TransportError",
+    "TupuError",
+    "UnlimitedLimiter",
+    "ViolationFile",
+    "ViolenceFile",
+    "VulgarFile",
+    "__version__",
+    "verify_envelope",
+]

@@ -204,7 +204,8 @@ def _decode_task(task_id: str, raw: msgspec.Raw) -> TaskResult[Any]:
             GenericFile(
                 name=name if isinstance(name, str) else None,
                 label=entry.get("label"),
-                rate=float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                rate=float(rate)
+                if isinstance(rate, (int, float)) and not isinstance(rate, bool)
                 else None,
                 review=review if isinstance(review, bool) else None,
                 tag=tag if isinstance(tag, str) else None,
@@ -252,14 +253,13 @@ def decode_inner(text: str) -> RecognitionResponse:
                 elif key == "summary":
                     summary = _summary_decoder.decode(raw)
                 continue
-            if memoryview(raw)[:1] == b"{":
+            if bytes(memoryview(raw)[:1]) == b"{":
                 tasks[key] = _decode_task(key, raw)
             else:
                 extra[key] = _any_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedResponseError(
-            f"the signed response text is not the JSON Tupu documents ({exc}): "
-            f"{excerpt(text)!r}",
+            f"the signed response text is not the JSON Tupu documents ({exc}): {excerpt(text)!r}",
             body_excerpt=excerpt(text),
         ) from None
     return RecognitionResponse(

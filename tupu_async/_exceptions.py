@@ -1,18 +1,18 @@
 """The whole error hierarchy, and the map from Tupu status codes to it.
 
-    TupuError
-    ├── InvalidImageError (also ValueError)     bad input, raised before anything is sent
-    ├── KeyLoadError (also ValueError)          a private/public key that cannot be used
-    ├── SignatureVerificationError              a response whose signature does not verify
-    ├── MalformedResponseError                  a body that is not a well-formed envelope
-    ├── TransportError                          network failures (after retries)
-    └── APIError                                the service answered with an error
-        ├── AuthenticationError                 codes 1, 6, 8, 9 (fatal)
-        │   └── ClockSkewError                  code 12: the local clock is off
-        ├── ConfigurationError                  codes 2, 4, 5, 7, 10, 11, 13 (fatal)
-        ├── RateLimitError                      HTTP 429 / throttling
-        ├── ServerError                         HTTP 5xx, codes 100 and 101
-        └── ImageError                          code 14, per image
+TupuError
+├── InvalidImageError (also ValueError)     bad input, raised before anything is sent
+├── KeyLoadError (also ValueError)          a private/public key that cannot be used
+├── SignatureVerificationError              a response whose signature does not verify
+├── MalformedResponseError                  a body that is not a well-formed envelope
+├── TransportError                          network failures (after retries)
+└── APIError                                the service answered with an error
+    ├── AuthenticationError                 codes 1, 6, 8, 9 (fatal)
+    │   └── ClockSkewError                  code 12: the local clock is off
+    ├── ConfigurationError                  codes 2, 4, 5, 7, 10, 11, 13 (fatal)
+    ├── RateLimitError                      HTTP 429 / throttling
+    ├── ServerError                         HTTP 5xx, codes 100 and 101
+    └── ImageError                          code 14, per image
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class MalformedResponseError(TupuError):
     Usually transient (a proxy error page, a truncated body), so it is retried.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, body_excerpt: str = "") -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, body_excerpt: str = ""
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body_excerpt = body_excerpt
@@ -116,28 +118,50 @@ class ImageError(APIError):
 
 
 _CODE_HINTS: dict[int, tuple[type[APIError], str]] = {
-    1: (AuthenticationError, "authentication failed: check that secret_id matches the private key "
-        "whose public key you uploaded to Tupu"),
-    2: (ConfigurationError, "model id error: the model behind this secret id is unknown; "
-        "contact Tupu"),
+    1: (
+        AuthenticationError,
+        "authentication failed: check that secret_id matches the private key "
+        "whose public key you uploaded to Tupu",
+    ),
+    2: (
+        ConfigurationError,
+        "model id error: the model behind this secret id is unknown; contact Tupu",
+    ),
     3: (ConfigurationError, "no file: the request carried no image"),
     4: (ConfigurationError, "API version error: upgrade tupu-async or check base_url"),
     5: (ConfigurationError, "API version deprecated: upgrade tupu-async or check base_url"),
     6: (AuthenticationError, "secretId error: check the secret_id you passed"),
-    7: (ConfigurationError, "task not allowed for this secretId: remove the task id from tasks= "
-        "or ask Tupu to enable it"),
-    8: (AuthenticationError, "secretId status abnormal: the account is suspended or expired; "
-        "contact Tupu"),
-    9: (AuthenticationError, "no certificate: upload the public key matching your private key in "
-        "the Tupu console"),
+    7: (
+        ConfigurationError,
+        "task not allowed for this secretId: remove the task id from tasks= "
+        "or ask Tupu to enable it",
+    ),
+    8: (
+        AuthenticationError,
+        "secretId status abnormal: the account is suspended or expired; contact Tupu",
+    ),
+    9: (
+        AuthenticationError,
+        "no certificate: upload the public key matching your private key in the Tupu console",
+    ),
     10: (ConfigurationError, "pipe id error: check secret_id and base_url"),
-    11: (ConfigurationError, "callback parameter missing: this secret id expects a callback "
-         "configuration"),
-    12: (ClockSkewError, "timestamp error: the local clock is off; synchronise it (e.g. with NTP) "
-         "and retry"),
-    13: (ConfigurationError, "no task configured or all tasks closed for this secret id: enable "
-         "tasks in the Tupu console"),
-    14: (ImageError, "image error: the image could not be downloaded, was not found or is too large"),
+    11: (
+        ConfigurationError,
+        "callback parameter missing: this secret id expects a callback configuration",
+    ),
+    12: (
+        ClockSkewError,
+        "timestamp error: the local clock is off; synchronise it (e.g. with NTP) and retry",
+    ),
+    13: (
+        ConfigurationError,
+        "no task configured or all tasks closed for this secret id: enable "
+        "tasks in the Tupu console",
+    ),
+    14: (
+        ImageError,
+        "image error: the image could not be downloaded, was not found or is too large",
+    ),
     100: (ServerError, "Tupu server error; retried automatically"),
     101: (ServerError, "unknown Tupu error; retried automatically"),
 }

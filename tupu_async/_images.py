@@ -16,10 +16,10 @@ from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
 
 __all__ = [
+    "ContentTransform",
     "Image",
     "ImageInput",
     "PreparedImage",
-    "ContentTransform",
     "load_image",
     "sniff_format",
     "to_image",
@@ -38,8 +38,15 @@ _MIME = {
     "webp": "image/webp",
     "heif": "image/heif",
 }
-_EXT = {"jpeg": "jpg", "png": "png", "gif": "gif", "bmp": "bmp", "tiff": "tif", "webp": "webp",
-        "heif": "heic"}
+_EXT = {
+    "jpeg": "jpg",
+    "png": "png",
+    "gif": "gif",
+    "bmp": "bmp",
+    "tiff": "tif",
+    "webp": "webp",
+    "heif": "heic",
+}
 
 
 class Image:
@@ -98,14 +105,17 @@ class Image:
         sequence_id: str | None = None,
     ) -> Image:
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InvalidImageError(
-                f"Image.from_bytes needs bytes, not {type(data).__name__}"
-            )
+            raise InvalidImageError(f"Image.from_bytes needs bytes, not {type(data).__name__}")
         return cls("bytes", data=bytes(data), name=name, tag=tag, sequence_id=sequence_id)
 
     def __repr__(self) -> str:
-        where = self.url if self.kind == "url" else self.path if self.kind == "path" else (
-            f"<{len(self.data or b'')} bytes>")
+        where = (
+            self.url
+            if self.kind == "url"
+            else self.path
+            if self.kind == "path"
+            else (f"<{len(self.data or b'')} bytes>")
+        )
         return f"Image.{self.kind}({where!r}, name={self.name!r}, tag={self.tag!r})"
 
 
@@ -164,8 +174,16 @@ def sniff_format(data: bytes) -> str | None:
         return "tiff"
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return "webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim",
-                                                b"heis", b"hevc", b"avif"):
+    if head[4:8] == b"ftyp" and head[8:12] in (
+        b"heic",
+        b"heix",
+        b"mif1",
+        b"msf1",
+        b"heim",
+        b"heis",
+        b"hevc",
+        b"avif",
+    ):
         return "heif"
     return None
 
@@ -301,8 +319,9 @@ def load_image(
     if image.kind == "url":
         assert image.url is not None
         _check_url(image.url)
-        return PreparedImage(index, image.url, url=image.url, tag=tag,
-                             sequence_id=image.sequence_id)
+        return PreparedImage(
+            index, image.url, url=image.url, tag=tag, sequence_id=image.sequence_id
+        )
     if image.kind == "path":
         assert image.path is not None
         path = image.path
@@ -325,14 +344,28 @@ def load_image(
         except OSError as exc:
             raise InvalidImageError(f"{name}: cannot read the file ({exc.strerror})") from None
         data, fmt = _validate_content(data, name, transform, max_bytes)
-        return PreparedImage(index, name, content=data, format=fmt, wire_name=path.name,
-                             tag=tag, sequence_id=image.sequence_id)
+        return PreparedImage(
+            index,
+            name,
+            content=data,
+            format=fmt,
+            wire_name=path.name,
+            tag=tag,
+            sequence_id=image.sequence_id,
+        )
     data = image.data or b""
     label = image.name or f"image #{index}"
     data, fmt = _validate_content(data, label, transform, max_bytes)
     name = image.name or generated_name(data, fmt)
-    return PreparedImage(index, name, content=data, format=fmt, wire_name=name, tag=tag,
-                         sequence_id=image.sequence_id)
+    return PreparedImage(
+        index,
+        name,
+        content=data,
+        format=fmt,
+        wire_name=name,
+        tag=tag,
+        sequence_id=image.sequence_id,
+    )
 
 
 def tag_for(tags: list[str] | None, index: int) -> str | None:

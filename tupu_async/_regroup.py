@@ -57,17 +57,17 @@ def align(
             return list(entries)
         slots = [i for i in range(n) if usable is None or usable[i]]
         if len(slots) == len(entries):
-            for slot, entry in zip(slots, entries):
+            for slot, entry in zip(slots, entries, strict=True):
                 out[slot] = entry
         return out
     if len(entries) == n and all(
-        got is None or got == want for got, want in zip(names, wire_names)
+        got is None or got == want for got, want in zip(names, wire_names, strict=True)
     ):
         return list(entries)
     queues: dict[str | None, deque[int]] = defaultdict(deque)
     for i, wn in enumerate(wire_names):
         queues[wn].append(i)
-    for entry, name in zip(entries, names):
+    for entry, name in zip(entries, names, strict=True):
         q = queues.get(name)
         if q:
             out[q.popleft()] = entry
@@ -97,8 +97,9 @@ def regroup(
     usable = [s is None or s.code == 0 for s in summary]
     per_image: list[dict[str, TaskFile]] = [{} for _ in range(n)]
     for task_id, task in response.tasks.items():
-        matched: list[Any] = align(task.file_list, wire_names, by_position=by_position,
-                                   usable=usable)
+        matched: list[Any] = align(
+            task.file_list, wire_names, by_position=by_position, usable=usable
+        )
         for i, entry in enumerate(matched):
             if entry is not None:
                 per_image[i][task_id] = entry

@@ -6,7 +6,7 @@ Every field the API may omit has a default, so older and newer responses both de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
@@ -106,7 +106,10 @@ class PoliticalFile(FileResult):
 
 
 class ViolenceFile(FileResult):
-    """Violence/terrorism task ``5e1d70adeec2874f7318dc52``: label 0 normal; top-5 ``labels``/``rates``."""
+    """Violence/terrorism task ``5e1d70adeec2874f7318dc52``.
+
+    label 0 normal; ``labels``/``rates`` hold the top-5 labels and their scores.
+    """
 
     labels: list[int] | None = None
     rates: list[float] | None = None
@@ -155,9 +158,16 @@ class GenericFile(FileResult):
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-TaskFile = Union[
-    PornFile, PoliticalFile, ViolenceFile, OcrFile, AdFile, VulgarFile, ViolationFile, GenericFile
-]
+TaskFile = (
+    PornFile
+    | PoliticalFile
+    | ViolenceFile
+    | OcrFile
+    | AdFile
+    | VulgarFile
+    | ViolationFile
+    | GenericFile
+)
 """Any task's per-image entry."""
 
 F = TypeVar("F", bound=FileResult)

@@ -1,0 +1,169 @@
+"""The batch engine behind ``recognize_many`` and ``iter_recognize``.
+
+Inputs are pulled lazily, validated (an invalid one becomes its own error result and is
+never sent), packed, and dispatched as requests under a bounded window of requests in
+flight. The window is what bounds memory: input is not read further while it is full,
+and results flow to the caller through a bounded stream, so a slow consumer slows the
+engine down instead of buffering. Every input index yields exactly one result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._batching import Batch, Packer
+from ._exceptions import InvalidImageError, TupuError
+from ._images import PreparedImage
+from ._types import ImageResult
+
+__all__ = ["BatchEngine", "failed_result"]
+
+PrepareFn = Callable[[object, int], Awaitable[PreparedImage]]
+BatchFn = Callable[[Batch], Awaitable[list[ImageResult]]]
+
+
+def failed_result(
+    index: int,
+    name: str,
+    error: TupuError,
+    *,
+    tag: str | None = None,
+    sequence_id: str | None = None,
+) -> ImageResult:
+    """The result of an image that got no answer: ``ok`` False, ``error`` set."""
+    code = getattr(error, "code", None)
+    return ImageResult(
+        index=index,
+        name=name,
+        tag=tag,
+        code=code if isinstance(code, int) and code else -1,
+        message=str(error),
+        error=error,
+        sequence_id=sequence_id,
+    )
+
+
+def _input_name(item: object, index: int) -> str:
+    name = getattr(item, "name", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(item, str):
+        return item[:500]
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"image #{index}"
+    try:
+        return str(item)
+    except Exception:  # pragma: no cover
+        return f"image #{index}"
+
+
+class BatchEngine:
+    """Runs one ``recognize_many``/``iter_recognize`` call.
+
+    ``prepare(item, index)`` validates one input; ``send_batch(batch)`` performs one
+    request (retries included) and returns one result per image, raising only fatal
+    errors. ``linger`` bounds how long a partial batch waits for an async source that
+    has stalled.
+    """
+
+    def __init__(
+        self,
+        *,
+        prepare: PrepareFn,
+        send_batch: BatchFn,
+        packer: Packer,
+        max_in_flight: int,
+        linger: float,
+    ) -> None:
+        self._prepare = prepare
+        self._send_batch = send_batch
+        self._packer = packer
+        self._window = anyio.Semaphore(max_in_flight)
+        self._linger = linger
+
+    async def run(
+        self,
+        images: Iterable[Any] | AsyncIterable[Any],
+        out: MemoryObjectSendStream[ImageResult],
+    ) -> None:
+        """Push exactly one result per input into ``out``; close it when done."""
+        async with out, anyio.create_task_group() as tg:
+            if isinstance(images, AsyncIterable):
+                await self._run_async(images, out, tg)
+            else:
+                for index, item in enumerate(images):
+                    await self._take(item, index, out, tg)
+            for batch in self._packer.flush():
+                await self._dispatch(batch, out, tg)
+
+    async def _run_async(
+        self,
+        images: AsyncIterable[Any],
+        out: MemoryObjectSendStream[ImageResult],
+        tg: TaskGroup,
+    ) -> None:
+        # A reader task feeds a stream so a stalled source can be waited on with a timeout
+        # (cancelling a receive is safe; cancelling the source's __anext__ is not).
+        send, receive = anyio.create_memory_object_stream[Any](1)
+
+        async def reader() -> None:
+            async with send:
+                async for item in images:
+                    await send.send(item)
+
+        tg.start_soon(reader)
+        index = 0
+        async with receive:
+            while True:
+                timeout = self._linger if self._packer.pending else math.inf
+                with anyio.move_on_after(timeout) as scope:
+                    try:
+                        item = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                if scope.cancelled_caught:
+                    for batch in self._packer.flush():
+                        await self._dispatch(batch, out, tg)
+                    continue
+                await self._take(item, index, out, tg)
+                index += 1
+
+    async def _take(
+        self,
+        item: object,
+        index: int,
+        out: MemoryObjectSendStream[ImageResult],
+        tg: TaskGroup,
+    ) -> None:
+        try:
+            prepared = await self._prepare(item, index)
+        except InvalidImageError as exc:
+            await out.send(
+                failed_result(index, _input_name(item, index), exc, tag=getattr(item, "tag", None))
+            )
+            return
+        for batch in self._packer.add(prepared):
+            await self._dispatch(batch, out, tg)
+
+    async def _dispatch(
+        self, batch: Batch, out: MemoryObjectSendStream[ImageResult], tg: TaskGroup
+    ) -> None:
+        await self._window.acquire()
+        tg.start_soon(self._run_batch, batch, out.clone())
+
+    async def _run_batch(self, batch: Batch, out: MemoryObjectSendStream[ImageResult]) -> None:
+        # The window slot is held until the results are handed over, so a slow consumer
+        # holds the engine back instead of piling finished results up in memory.
+        try:
+            async with out:
+                results = await self._send_batch(batch)
+                for result in results:
+                    await out.send(result)
+        finally:
+            self._window.release()

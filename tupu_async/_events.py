@@ -1,0 +1,92 @@
+"""Observability: the ``tupu_async`` logger, event hooks and the ``client.stats`` counters.
+
+Hooks are plain callables (sync, cheap) so apps can feed metrics without slowing the
+engine down; an exception raised by a hook is logged and swallowed, never lost traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["ClientStats", "Hooks", "RequestEvent", "logger"]
+
+logger = logging.getLogger("tupu_async")
+
+_level = os.environ.get("TUPU_LOG", "").strip().lower()
+if _level in ("debug", "info", "warning", "error"):
+    logging.basicConfig()
+    logger.setLevel(_level.upper())
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One HTTP attempt, as seen by the hooks.
+
+    ``attempt`` counts from 0; ``status_code`` is None before the response (or when the
+    connection failed); ``error`` is the failure of this attempt, if any; ``delay`` is the
+    backoff before the next attempt (``on_retry``) or the pause (``on_throttle``).
+    """
+
+    path: str
+    images: int
+    attempt: int
+    status_code: int | None = None
+    elapsed: float | None = None
+    error: BaseException | None = None
+    delay: float | None = None
+
+
+Hook = Callable[[RequestEvent], None]
+
+
+@dataclass
+class Hooks:
+    """Callables invoked on every request, response, retry and throttle."""
+
+    on_request: Hook | None = None
+    on_response: Hook | None = None
+    on_retry: Hook | None = None
+    on_throttle: Hook | None = None
+
+    def emit(self, which: str, event: RequestEvent) -> None:
+        hook: Hook | None = getattr(self, which)
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception:  # a metrics hook must never break traffic
+            logger.exception("tupu_async %s hook raised; ignoring", which)
+
+
+@dataclass
+class ClientStats:
+    """Counters since the client was created. ``client.stats`` returns a copy (a snapshot)."""
+
+    requests: int = 0
+    """HTTP attempts started (retries included)."""
+    responses: int = 0
+    images: int = 0
+    """Images in requests that succeeded."""
+    retries: int = 0
+    throttles: int = 0
+    failures: int = 0
+    """Requests that failed for good (after retries, or fatally)."""
+    in_flight: int = 0
+    fallbacks: int = 0
+    status_codes: dict[int, int] = field(default_factory=dict)
+
+    def snapshot(self) -> ClientStats:
+        return ClientStats(
+            requests=self.requests,
+            responses=self.responses,
+            images=self.images,
+            retries=self.retries,
+            throttles=self.throttles,
+            failures=self.failures,
+            in_flight=self.in_flight,
+            fallbacks=self.fallbacks,
+            status_codes=dict(self.status_codes),
+        )

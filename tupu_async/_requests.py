@@ -1,0 +1,258 @@
+"""Request bodies for the three recognition transports and the management endpoints.
+
+Each body is built once per request, without the three authentication fields; every
+HTTP attempt then splices a fresh ``timestamp``/``nonce``/``signature`` in front, so a
+retry re-signs without re-encoding (or re-reading) any image. The strings signed are
+the strings sent: timestamp and nonce go as JSON strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from ._constants import BASE64_RECOGNITION_PATH, RECOGNITION_PATH
+from ._images import PreparedImage
+from ._signing import SignedFields
+
+__all__ = [
+    "BASE64_BODY_OVERHEAD",
+    "PreparedRequest",
+    "Transport",
+    "base64_image_cost",
+    "build_base64_request",
+    "build_json_request",
+    "build_multipart_request",
+    "build_recognition_request",
+    "wire_tags",
+]
+
+Transport = Literal["multipart", "base64"]
+
+_encode = msgspec.json.Encoder().encode
+_JSON = "application/json"
+# Bytes of a base64 body that are not images or tags: the auth fields (a 4096-bit
+# signature is 684 characters), tasks, punctuation. Generous on purpose.
+BASE64_BODY_OVERHEAD = 4096
+
+
+class PreparedRequest:
+    """A request ready to send any number of times: path, content type, static body part.
+
+    ``body(signed)`` returns the full body for one attempt.
+    """
+
+    __slots__ = ("_multipart", "_prefix_secret", "_static", "content_type", "image_count", "path")
+
+    def __init__(
+        self,
+        path: str,
+        content_type: str,
+        static: bytes,
+        *,
+        image_count: int = 0,
+        secret_in_body: str | None = None,
+        multipart_boundary: bytes | None = None,
+    ) -> None:
+        self.path = path
+        self.content_type = content_type
+        self._static = static
+        self.image_count = image_count
+        self._prefix_secret = (
+            b'"secretId":' + _encode(secret_in_body) + b"," if secret_in_body is not None else b""
+        )
+        self._multipart = multipart_boundary
+
+    @property
+    def static_size(self) -> int:
+        return len(self._static)
+
+    def body(self, signed: SignedFields) -> bytes:
+        if self._multipart is not None:
+            b = self._multipart
+            parts = []
+            for field, value in (
+                ("timestamp", signed.timestamp),
+                ("nonce", signed.nonce),
+                ("signature", signed.signature),
+            ):
+                parts.append(
+                    b"--"
+                    + b
+                    + b'\r\nContent-Disposition: form-data; name="'
+                    + field.encode()
+                    + b'"\r\n\r\n'
+                    + value.encode()
+                    + b"\r\n"
+                )
+            return b"".join(parts) + self._static
+        auth = (
+            b"{"
+            + self._prefix_secret
+            + b'"timestamp":"'
+            + signed.timestamp.encode()
+            + b'","nonce":"'
+            + signed.nonce.encode()
+            + b'","signature":"'
+            + signed.signature.encode()
+            + b'"'
+        )
+        if self._static == b"{}":
+            return auth + b"}"
+        return auth + b"," + self._static[1:]
+
+
+def wire_tags(images: Sequence[PreparedImage]) -> list[str] | None:
+    """Explicit tags for every image once any has one ('' for none), else None.
+
+    The server tail-completes missing tags with the last one given; sending every tag
+    means it can never give an image someone else's tag.
+    """
+    if all(im.tag is None for im in images):
+        return None
+    return [im.tag if im.tag is not None else "" for im in images]
+
+
+def _wire_sequence_ids(images: Sequence[PreparedImage]) -> list[str] | None:
+    if all(im.sequence_id is None for im in images):
+        return None
+    return [im.sequence_id if im.sequence_id is not None else "" for im in images]
+
+
+def build_json_request(
+    secret_id: str,
+    images: Sequence[PreparedImage],
+    *,
+    tasks: Sequence[str] | None = None,
+    referer: str | None = None,
+) -> PreparedRequest:
+    """URL images as a JSON body to ``/v3/recognition/<secretId>``."""
+    fields: dict[str, Any] = {"image": [im.url for im in images]}
+    tags = wire_tags(images)
+    if tags is not None:
+        fields["tag"] = tags
+    seq = _wire_sequence_ids(images)
+    if seq is not None:
+        fields["sequenceId"] = seq
+    if tasks:
+        fields["task"] = list(tasks)
+    if referer:
+        fields["referer"] = referer
+    return PreparedRequest(
+        RECOGNITION_PATH + secret_id, _JSON, _encode(fields), image_count=len(images)
+    )
+
+
+def _quote(value: str) -> bytes:
+    # The same escaping browsers and httpx use for form-data names.
+    return (
+        value.replace("\\", "\\\\")
+        .replace('"', "%22")
+        .replace("\r", "%0D")
+        .replace("\n", "%0A")
+        .encode("utf-8")
+    )
+
+
+def build_multipart_request(
+    secret_id: str,
+    images: Sequence[PreparedImage],
+    *,
+    tasks: Sequence[str] | None = None,
+    referer: str | None = None,
+) -> PreparedRequest:
+    """Content images as a multipart upload to ``/v3/recognition/<secretId>``."""
+    boundary = os.urandom(16).hex().encode()
+    dash = b"--" + boundary
+    parts: list[bytes] = []
+
+    def field(name: str, value: str) -> None:
+        parts.append(
+            dash
+            + b'\r\nContent-Disposition: form-data; name="'
+            + name.encode()
+            + b'"\r\n\r\n'
+            + value.encode("utf-8")
+            + b"\r\n"
+        )
+
+    for im in images:
+        assert im.content is not None
+        parts.append(
+            dash
+            + b'\r\nContent-Disposition: form-data; name="image"; filename="'
+            + _quote(im.wire_name)
+            + b'"\r\nContent-Type: '
+            + im.mime_type.encode()
+            + b"\r\n\r\n"
+        )
+        parts.append(im.content)
+        parts.append(b"\r\n")
+    for tag in wire_tags(images) or ():
+        field("tag", tag)
+    for seq in _wire_sequence_ids(images) or ():
+        field("sequenceId", seq)
+    for task in tasks or ():
+        field("task", task)
+    if referer:
+        field("referer", referer)
+    parts.append(dash + b"--\r\n")
+    return PreparedRequest(
+        RECOGNITION_PATH + secret_id,
+        "multipart/form-data; boundary=" + boundary.decode(),
+        b"".join(parts),
+        image_count=len(images),
+        multipart_boundary=boundary,
+    )
+
+
+def base64_image_cost(im: PreparedImage) -> int:
+    """Bytes one image adds to a base64 JSON body (its base64 string, quotes, comma, tag)."""
+    assert im.content is not None
+    tag_cost = len(_encode(im.tag)) + 1 if im.tag is not None else 3
+    return 4 * ((len(im.content) + 2) // 3) + 3 + tag_cost
+
+
+def build_base64_request(
+    secret_id: str,
+    images: Sequence[PreparedImage],
+    *,
+    tasks: Sequence[str] | None = None,
+) -> PreparedRequest:
+    """Content images base64-encoded in JSON to ``/v3/recognition/image/sync/base64/<id>``."""
+    fields: dict[str, Any] = {
+        "images": [base64.b64encode(im.content or b"").decode("ascii") for im in images]
+    }
+    tags = wire_tags(images)
+    if tags is not None:
+        fields["tags"] = tags
+    if tasks:
+        fields["tasks"] = list(tasks)
+    return PreparedRequest(
+        BASE64_RECOGNITION_PATH + secret_id, _JSON, _encode(fields), image_count=len(images)
+    )
+
+
+def build_recognition_request(
+    secret_id: str,
+    images: Sequence[PreparedImage],
+    *,
+    tasks: Sequence[str] | None,
+    referer: str | None,
+    transport: Transport,
+) -> PreparedRequest:
+    """The request for one batch: URL JSON, multipart or base64 by the images' kind."""
+    if images[0].is_url:
+        return build_json_request(secret_id, images, tasks=tasks, referer=referer)
+    if transport == "base64":
+        return build_base64_request(secret_id, images, tasks=tasks)
+    return build_multipart_request(secret_id, images, tasks=tasks, referer=referer)
+
+
+def build_management_request(path: str, secret_id: str, fields: dict[str, Any]) -> PreparedRequest:
+    """A management call: JSON with ``secretId`` in the body next to the auth fields."""
+    return PreparedRequest(path, _JSON, _encode(fields), secret_in_body=secret_id)

@@ -1,0 +1,168 @@
+"""The one place an HTTP attempt happens: limiter permit, fresh signature, send, classify,
+back off, retry. Everything above (recognition, batching, libraries) goes through
+:class:`RequestSender`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import httpx
+
+from ._constants import USER_AGENT
+from ._events import ClientStats, Hooks, RequestEvent, logger
+from ._exceptions import RateLimitError, TupuError
+from ._limiter import RateLimiter
+from ._requests import PreparedRequest
+from ._retry import RetryPolicy, classify_httpx_error, should_retry
+from ._signing import Signer
+
+__all__ = ["RequestSender", "ResponseParser"]
+
+T = TypeVar("T")
+ResponseParser = Callable[[httpx.Response], T]
+"""Turns one HTTP response into a result, or raises a classified ``TupuError``."""
+
+
+class RequestSender:
+    """Sends prepared requests with the limiter, signing and retry policy of one client.
+
+    Every attempt takes one limiter permit, so retries count against the QPS budget too;
+    every attempt is signed afresh (new timestamp and nonce). Retryable failures back off
+    with jitter (honouring ``Retry-After``); a 429 pauses and slows the shared limiter.
+    Fatal errors and errors still failing after ``policy.max_retries`` are raised.
+    """
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        base_url: str,
+        signer: Signer,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        hooks: Hooks,
+        stats: ClientStats,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._signer = signer
+        self._limiter = limiter
+        self._policy = policy
+        self._hooks = hooks
+        self.stats = stats
+        self._headers: dict[str, dict[str, str]] = {}
+
+    @property
+    def signer(self) -> Signer:
+        return self._signer
+
+    def _headers_for(self, content_type: str) -> dict[str, str]:
+        headers = self._headers.get(content_type)
+        if headers is None:
+            if content_type.startswith("multipart/"):
+                return {"Content-Type": content_type, "User-Agent": USER_AGENT}
+            headers = {"Content-Type": content_type, "User-Agent": USER_AGENT}
+            self._headers[content_type] = headers
+        return headers
+
+    async def send(self, request: PreparedRequest, parse: ResponseParser[T]) -> T:
+        url = self._base_url + request.path
+        headers = self._headers_for(request.content_type)
+        stats = self.stats
+        attempt = 0
+        while True:
+            await self._limiter.acquire()
+            signed = self._signer.sign()
+            body = request.body(signed)
+            stats.requests += 1
+            stats.in_flight += 1
+            self._hooks.emit("on_request", RequestEvent(request.path, request.image_count, attempt))
+            if logger.isEnabledFor(10):
+                logger.debug(
+                    "POST %s (%d images, attempt %d, %d bytes, signature=***)",
+                    request.path,
+                    request.image_count,
+                    attempt,
+                    len(body),
+                )
+            started = time.monotonic()
+            status: int | None = None
+            error: TupuError
+            try:
+                response = await self._http.post(url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                error = classify_httpx_error(exc)
+            else:
+                status = response.status_code
+                stats.responses += 1
+                stats.status_codes[status] = stats.status_codes.get(status, 0) + 1
+                try:
+                    result = parse(response)
+                except TupuError as exc:
+                    error = exc
+                else:
+                    stats.images += request.image_count
+                    self._limiter.on_success()
+                    self._hooks.emit(
+                        "on_response",
+                        RequestEvent(
+                            request.path,
+                            request.image_count,
+                            attempt,
+                            status,
+                            time.monotonic() - started,
+                        ),
+                    )
+                    return result
+            finally:
+                stats.in_flight -= 1
+            elapsed = time.monotonic() - started
+            self._hooks.emit(
+                "on_response",
+                RequestEvent(request.path, request.image_count, attempt, status, elapsed, error),
+            )
+            retry_after = getattr(error, "retry_after", None)
+            if isinstance(error, RateLimitError):
+                stats.throttles += 1
+                self._hooks.emit(
+                    "on_throttle",
+                    RequestEvent(
+                        request.path,
+                        request.image_count,
+                        attempt,
+                        status,
+                        elapsed,
+                        error,
+                        retry_after,
+                    ),
+                )
+                logger.warning(
+                    "throttled by Tupu (HTTP 429); pausing all requests for %.2fs",
+                    retry_after if retry_after is not None else 1.0,
+                )
+                await self._limiter.on_throttle(retry_after)
+            if not should_retry(error) or attempt >= self._policy.max_retries:
+                stats.failures += 1
+                raise error
+            delay = self._policy.delay(attempt, retry_after)
+            stats.retries += 1
+            self._hooks.emit(
+                "on_retry",
+                RequestEvent(
+                    request.path, request.image_count, attempt, status, elapsed, error, delay
+                ),
+            )
+            logger.info(
+                "retrying %s in %.2fs (attempt %d of %d): %s",
+                request.path,
+                delay,
+                attempt + 1,
+                self._policy.max_retries,
+                error,
+            )
+            await anyio.sleep(delay)
+            attempt += 1
