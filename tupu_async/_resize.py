@@ -1,0 +1,175 @@
+"""Optional image preparation (``resize=True``): shrink content images to what the API wants.
+
+The Tupu docs recommend a longest side of 256-512 px and cap uploads at 1 MiB. The
+resizer returned by :func:`make_resizer` is a ``ContentTransform`` applied to every content
+image before its size check. It needs Pillow (the ``tupu-async[images]`` extra), imported
+only when a resizer is made.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from ._constants import MAX_IMAGE_BYTES
+from ._exceptions import InvalidImageError
+from ._images import ContentTransform
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+__all__ = ["MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
+
+MAX_SIDE: Final = 512
+"""Longest side (px) an image is downsized to: the top of the API's recommended range."""
+MIN_SIDE: Final = 256
+"""Smallest longest side (px) the resizer shrinks to when it must cut bytes further."""
+
+_KEEP_FORMATS: Final = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
+"""Formats the API accepts that are re-encoded as themselves; anything else becomes JPEG."""
+_JPEG_QUALITIES: Final = (88, 80, 70, 60, 45, 35)
+_WEBP_QUALITIES: Final = (85, 75, 65, 50, 35)
+_SHRINK_STEP: Final = 0.8
+_EXIF_ORIENTATION: Final = 0x0112
+
+
+class Resizer:
+    """A ``ContentTransform``: ``resizer(content, format, name) -> content``.
+
+    Guarantees for every image Pillow can open:
+
+    - it is only ever downsized, never enlarged: the longest side ends up at most 512 px
+      and, when an image had to shrink, at least 256 px (unless it was smaller already);
+    - the result is under ``max_bytes`` (1 MiB) or ``InvalidImageError`` is raised;
+    - EXIF orientation is applied to the pixels, so the service sees the image upright;
+    - JPEG, PNG, WebP, BMP and TIFF keep their format; other formats (static GIF, HEIF)
+      are re-encoded as JPEG, and so is anything that cannot get under the limit otherwise.
+
+    An image that is already at most 512 px, under the limit and upright is returned
+    unchanged, byte for byte. Content Pillow cannot open is returned as is when it is
+    under the limit (the API's own check decides), and rejected otherwise.
+    """
+
+    def __init__(self, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_IMAGE_BYTES) -> None:
+        if max_side < MIN_SIDE:
+            raise ValueError(f"max_side must be at least {MIN_SIDE} px")
+        from PIL import Image as PILImageModule
+        from PIL import ImageOps
+
+        self._pil = PILImageModule
+        self._ops = ImageOps
+        self.max_side = max_side
+        self.max_bytes = max_bytes
+
+    def __call__(self, content: bytes, format: str, name: str) -> bytes:
+        pil = self._pil
+        try:
+            img = pil.open(io.BytesIO(content))
+            orientation = _orientation(img)
+            longest = max(img.size)
+            upright = orientation in (0, 1)
+            if longest <= self.max_side and upright and len(content) <= self.max_bytes:
+                return content
+            if img.format == "JPEG":
+                img.draft("RGB", (self.max_side, self.max_side))
+            img.load()
+            if orientation not in (0, 1):
+                img = self._ops.exif_transpose(img)
+            return self._shrink(img, format, name)
+        except InvalidImageError:
+            raise
+        except (pil.DecompressionBombError, MemoryError):
+            raise InvalidImageError(
+                f"{name}: too many pixels to resize safely; downscale it before sending"
+            ) from None
+        except Exception as exc:  # Pillow raises many types for content it cannot read
+            if len(content) <= self.max_bytes:
+                return content
+            raise InvalidImageError(
+                f"{name}: could not be resized ({type(exc).__name__}: {exc}) and is over the "
+                f"{self.max_bytes:,}-byte (1 MiB) limit: convert it to JPEG first"
+            ) from None
+
+    def _shrink(self, img: PILImage, format: str, name: str) -> bytes:
+        target = _KEEP_FORMATS.get(format, "JPEG")
+        side = min(self.max_side, max(img.size))
+        while True:
+            scaled = _scaled(img, side, self._pil)
+            for data in _encodings(scaled, target, self._pil):
+                if len(data) <= self.max_bytes:
+                    return data
+            if target != "JPEG" and side <= MIN_SIDE:
+                target = "JPEG"  # the format cannot get small enough: fall back to JPEG
+                side = min(self.max_side, max(img.size))
+                continue
+            if side <= MIN_SIDE:
+                break
+            side = max(MIN_SIDE, int(side * _SHRINK_STEP))
+        raise InvalidImageError(
+            f"{name}: still over the {self.max_bytes:,}-byte (1 MiB) limit after resizing to "
+            f"{side} px: send it by URL instead"
+        )
+
+
+def _orientation(img: PILImage) -> int:
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # malformed EXIF: treat as upright
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _scaled(img: PILImage, side: int, pil: Any) -> PILImage:
+    if max(img.size) <= side:
+        return img
+    out = img.copy()
+    out.thumbnail((side, side), pil.Resampling.LANCZOS)
+    return out
+
+
+def _for_jpeg(img: PILImage, pil: Any) -> PILImage:
+    """JPEG holds no alpha and no palette: flatten on white, convert to RGB (or keep L)."""
+    if img.mode in ("RGB", "L", "CMYK"):
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = pil.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background  # type: ignore[no-any-return]
+    return img.convert("RGB")
+
+
+def _encodings(img: PILImage, target: str, pil: Any) -> Iterator[bytes]:
+    """Encodings of ``img`` as ``target``, best quality first; each made only when asked for."""
+    icc = img.info.get("icc_profile")
+    extra: dict[str, Any] = {"icc_profile": icc} if icc else {}
+    if target == "JPEG":
+        rgb = _for_jpeg(img, pil)
+        for quality in _JPEG_QUALITIES:
+            yield _save(rgb, "JPEG", quality=quality, optimize=True, **extra)
+    elif target == "WEBP":
+        for quality in _WEBP_QUALITIES:
+            yield _save(img, "WEBP", quality=quality, method=4, **extra)
+    elif target == "PNG":
+        yield _save(img, "PNG", optimize=True, **extra)
+    elif target == "TIFF":
+        flat = img if img.mode in ("RGB", "RGBA", "L", "CMYK") else img.convert("RGBA")
+        yield _save(flat, "TIFF", compression="tiff_adobe_deflate")
+    else:
+        yield _save(img if img.mode in ("RGB", "L", "P", "1") else _for_jpeg(img, pil), "BMP")
+
+
+def _save(img: PILImage, fmt: str, **options: Any) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def make_resizer(*, max_side: int = MAX_SIDE, max_bytes: int = MAX_IMAGE_BYTES) -> ContentTransform:
+    """A resizer for ``resize=True``; raises ``ImportError`` when Pillow is missing."""
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError:
+        raise ImportError("resize=True needs Pillow: pip install 'tupu-async[images]'") from None
+    return Resizer(max_side=max_side, max_bytes=max_bytes)
