@@ -9,7 +9,7 @@ the Java SDK real authentication failures).
 from __future__ import annotations
 
 import base64
-import random
+import secrets
 import time
 from typing import NamedTuple
 
@@ -23,7 +23,6 @@ __all__ = ["SignedFields", "Signer", "make_nonce", "sign_message", "verify_signa
 
 _PKCS1 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
-_random = random.Random()
 
 
 class SignedFields(NamedTuple):
@@ -38,8 +37,11 @@ class SignedFields(NamedTuple):
 
 
 def make_nonce() -> str:
-    """A fresh nonce: ``0.`` and 16 random digits (fixed point, never ``1e-05``)."""
-    return f"0.{_random.randrange(10**16):016d}"
+    """A fresh nonce: ``0.`` and 16 random digits (fixed point, never ``1e-05``).
+
+    Drawn from the OS's CSPRNG, so forked worker processes never repeat each other's nonces.
+    """
+    return f"0.{secrets.randbelow(10**16):016d}"
 
 
 def sign_message(key: RSAPrivateKey, message: bytes) -> str:
