@@ -1,0 +1,49 @@
+"""A faithful fake of the Tupu API for tests, benchmarks and demos: ``tupu_async.testing``.
+
+In-process (no sockets; asyncio or trio)::
+
+    server = FakeTupuServer()
+    secret_id, private_key = server.add_credentials()
+    async with AsyncTupuClient(
+        secret_id=secret_id,
+        private_key=private_key,
+        tupu_public_key=server.public_key_pem,
+        http_client=httpx.AsyncClient(transport=server.transport(), base_url="http://fake"),
+    ) as client:
+        ...
+
+Over loopback HTTP: ``async with server.serve() as base_url``, ``with
+server.serve_in_thread() as base_url``, or in a separate process with
+``spawn_fake_server()`` (``python -m tupu_async.testing serve``).
+
+Magic substrings in an image's content or URL force outcomes (``MAGIC_OUTCOMES``): for
+instance ``b"porn"`` is blocked, ``b"sexy"`` sent to review, a URL containing
+``download-fail`` or ``/404`` fails with code 14. Faults are injected at random
+(``FaultConfig``) or in order (``server.inject("http_500", "timeout")``).
+"""
+
+from __future__ import annotations
+
+from ._faults import ALL_FAULT_KINDS, FaultConfig
+from ._library import ImageLibrary, LibraryImage
+from ._process import FakeServerProcess, spawn_fake_server
+from ._results import MAGIC_OUTCOMES
+from ._server import DEFAULT_TASKS, FakeTupuServer
+from ._stats import FakeServerStats, RecordedRequest, max_arrivals_in_window
+from ._transport import FakeServerTransport
+
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "DEFAULT_TASKS",
+    "MAGIC_OUTCOMES",
+    "FakeServerProcess",
+    "FakeServerStats",
+    "FakeServerTransport",
+    "FakeTupuServer",
+    "FaultConfig",
+    "ImageLibrary",
+    "LibraryImage",
+    "RecordedRequest",
+    "max_arrivals_in_window",
+    "spawn_fake_server",
+]

@@ -1,0 +1,315 @@
+"""``FakeTupuServer``: the public face of the fake Tupu API (keys, knobs, serving)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Final
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+from .._constants import (
+    MAX_QPS,
+    TASK_AD,
+    TASK_OCR_TEXT,
+    TASK_POLITICAL,
+    TASK_PORN,
+    TASK_VIOLATION,
+    TASK_VIOLENCE,
+    TASK_VULGAR,
+)
+from .._keys import KeySource, load_private_key, load_public_key
+from ._app import AppSettings, FakeTupuApp
+from ._auth import Authenticator
+from ._faults import FaultConfig, FaultPlan
+from ._library import ImageLibrary, LibraryImage, LibraryStore
+from ._qps import SlidingWindowLimit
+from ._results import Recognizer
+from ._serving import serve_in_loop, serve_in_thread
+from ._stats import FakeServerStats, RecordedRequest
+from ._transport import FakeServerTransport
+
+__all__ = ["DEFAULT_TASKS", "FakeTupuServer", "default_download_fails", "generate_private_key"]
+
+DEFAULT_TASKS: Final[tuple[str, ...]] = (
+    TASK_PORN,
+    TASK_POLITICAL,
+    TASK_VIOLENCE,
+    TASK_AD,
+    TASK_OCR_TEXT,
+    TASK_VULGAR,
+    TASK_VIOLATION,
+)
+"""The seven task ids the fake server runs by default (every known Tupu image task)."""
+
+
+def default_download_fails(url: str) -> bool:
+    """True for URLs the fake cannot "download": not http(s), or containing
+    ``download-fail`` or ``/404``."""
+    return not url.startswith(("http://", "https://")) or "download-fail" in url or "/404" in url
+
+
+def generate_private_key(key_size: int = 1024) -> RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+
+
+def private_key_pem(key: RSAPrivateKey) -> bytes:
+    """PKCS#1 PEM (``BEGIN RSA PRIVATE KEY``), the form the official SDKs use."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_pem(key: RSAPublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+class FakeTupuServer:
+    """A faithful, deterministic fake of the Tupu API, in-process or over loopback HTTP.
+
+    Guarantees:
+
+    - the protocol of the real service (../api-docs): signed requests checked (codes 1, 6,
+      9, 12, replay), QPS per secret id (HTTP 429), the 10-image, 1 MiB and 30 MiB limits,
+      tag tail completion, task filtering (code 7), per-image code 14, a summary, and
+      every answer signed with :attr:`public_key_pem`'s private half;
+    - the same image (content or URL) always gets the same result for a given ``seed``;
+      magic substrings force outcomes (``tupu_async.testing.MAGIC_OUTCOMES``);
+    - faults (``FaultConfig`` and :meth:`inject`) apply per HTTP request and are counted;
+    - :attr:`stats` records every request's monotonic arrival time before any latency.
+
+    Not thread-safe for concurrent mutation; serve it from one event loop at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        qps_limit: float | None = MAX_QPS,
+        latency: float = 0.0,
+        latency_jitter: float = 0.0,
+        summary: bool = True,
+        tasks: Sequence[str] = DEFAULT_TASKS,
+        seed: int = 0,
+        private_key: KeySource | RSAPrivateKey | None = None,
+        max_clock_skew: float = 300.0,
+        faults: FaultConfig | None = None,
+        sign_management_responses: bool = False,
+        replay_protection: bool = True,
+    ) -> None:
+        if latency < 0 or latency_jitter < 0:
+            raise ValueError("latency and latency_jitter must be >= 0 seconds")
+        if isinstance(tasks, str):
+            raise TypeError("tasks must be a sequence of task ids, not one string")
+        self._download_predicates: list[Callable[[str], bool]] = [default_download_fails]
+        key = generate_private_key(1024) if private_key is None else load_private_key(private_key)
+        self._app = FakeTupuApp(
+            settings=AppSettings(
+                latency=latency,
+                latency_jitter=latency_jitter,
+                summary=summary,
+                tasks=tasks,
+                sign_management_responses=sign_management_responses,
+            ),
+            signing_key=key,
+            authenticator=Authenticator(
+                max_clock_skew=max_clock_skew, replay_protection=replay_protection
+            ),
+            recognizer=Recognizer(seed=seed, download_fails=self._download_fails),
+            libraries=LibraryStore(),
+            fault_plan=FaultPlan(faults),
+            qps=SlidingWindowLimit(qps_limit),
+            download_fails=self._download_fails,
+            seed=seed,
+        )
+        self._public_key_pem = public_key_pem(key.public_key())
+
+    # -- keys ---------------------------------------------------------------------------
+
+    @property
+    def public_key_pem(self) -> bytes:
+        """The PEM public key that verifies this server's responses (``tupu_public_key=``)."""
+        return self._public_key_pem
+
+    @property
+    def signing_key(self) -> RSAPrivateKey:
+        return self._app.signing_key
+
+    def add_credentials(
+        self, secret_id: str = "test-secret", key_size: int = 1024
+    ) -> tuple[str, bytes]:
+        """Register a fresh key pair for ``secret_id``; return it with the private key PEM.
+
+        The PEM is PKCS#1 (``BEGIN RSA PRIVATE KEY``), ready for ``private_key=``.
+        """
+        key = generate_private_key(key_size)
+        self._app.authenticator.register(secret_id, key.public_key())
+        return secret_id, private_key_pem(key)
+
+    def register_public_key(self, secret_id: str, public_key: KeySource | RSAPublicKey) -> None:
+        """Accept requests of ``secret_id`` signed by the private half of ``public_key``."""
+        self._app.authenticator.register(secret_id, load_public_key(public_key))
+
+    def add_secret_id(self, secret_id: str) -> None:
+        """Know ``secret_id`` without any public key: its requests get code 9."""
+        self._app.authenticator.register(secret_id, None)
+
+    def remove_secret_id(self, secret_id: str) -> None:
+        """Forget ``secret_id``: its requests get code 6."""
+        self._app.authenticator.forget(secret_id)
+
+    @property
+    def secret_ids(self) -> tuple[str, ...]:
+        return self._app.authenticator.secret_ids
+
+    # -- knobs --------------------------------------------------------------------------
+
+    @property
+    def latency(self) -> float:
+        return self._app.settings.latency
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        if value < 0:
+            raise ValueError("latency must be >= 0 seconds")
+        self._app.settings.latency = value
+
+    @property
+    def latency_jitter(self) -> float:
+        return self._app.settings.latency_jitter
+
+    @latency_jitter.setter
+    def latency_jitter(self, value: float) -> None:
+        if value < 0:
+            raise ValueError("latency_jitter must be >= 0 seconds")
+        self._app.settings.latency_jitter = value
+
+    @property
+    def qps_limit(self) -> float | None:
+        return self._app.qps.limit
+
+    @qps_limit.setter
+    def qps_limit(self, value: float | None) -> None:
+        if value is not None and value <= 0:
+            raise ValueError("qps_limit must be > 0 or None (no limit)")
+        self._app.qps.limit = value
+
+    @property
+    def summary(self) -> bool:
+        return self._app.settings.summary
+
+    @summary.setter
+    def summary(self, value: bool) -> None:
+        self._app.settings.summary = value
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self._app.settings.tasks
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self._app.fault_plan.config
+
+    @faults.setter
+    def faults(self, config: FaultConfig | None) -> None:
+        pending = self._app.fault_plan.pending
+        self._app.fault_plan = FaultPlan(config)
+        self._app.fault_plan.inject(pending)
+
+    def inject(self, *kinds: str) -> None:
+        """Give the next ``len(kinds)`` recognition requests these faults, in order."""
+        self._app.fault_plan.inject(kinds)
+
+    @property
+    def pending_faults(self) -> tuple[str, ...]:
+        return self._app.fault_plan.pending
+
+    def fail_download(self, predicate: Callable[[str], bool]) -> None:
+        """Also treat URLs for which ``predicate(url)`` is true as failed downloads (code 14)."""
+        self._download_predicates.append(predicate)
+
+    def _download_fails(self, url: str) -> bool:
+        return any(predicate(url) for predicate in self._download_predicates)
+
+    # -- image libraries ---------------------------------------------------------------
+
+    def create_library(
+        self,
+        name: str,
+        *,
+        type: int = 0,
+        threshold: float = 0.95,
+        status: int = 0,
+        secret_id: str | None = None,
+    ) -> str:
+        """Create an image library (visible to ``secret_id``, or to all when None); its id."""
+        return self._app.libraries.create(
+            name, type=type, threshold=threshold, status=status, secret_id=secret_id
+        )
+
+    def library(self, library_id: str) -> ImageLibrary:
+        found = self._app.libraries.get(library_id)
+        if found is None:
+            raise KeyError(f"no image library {library_id!r}")
+        return found
+
+    def library_images(self, library_id: str) -> dict[str, LibraryImage]:
+        """The images stored in a library, by name, in insertion order."""
+        return dict(self.library(library_id).images)
+
+    # -- observation -------------------------------------------------------------------
+
+    @property
+    def stats(self) -> FakeServerStats:
+        return self._app.stats
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The last 1000 authenticated recognition requests, as the server understood them."""
+        return list(self._app.recorded)
+
+    def reset_stats(self) -> None:
+        """Start the statistics afresh (everything else stays)."""
+        self._app.stats.clear()
+        self._app.recorded.clear()
+
+    def reset(self) -> None:
+        """Fresh statistics, QPS windows, fault queue and replay cache (``POST /_fake/reset``)."""
+        self._app.reset()
+
+    # -- serving --------------------------------------------------------------------------
+
+    @property
+    def app(self) -> FakeTupuApp:
+        """The ASGI application (mount it in any ASGI server)."""
+        return self._app
+
+    def transport(self) -> FakeServerTransport:
+        """An httpx transport serving this server in-process (asyncio or trio)."""
+        return FakeServerTransport(self._app)
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve over real HTTP with uvicorn while the block runs; yield the base URL.
+
+        Under asyncio uvicorn runs in the current loop; under trio, in a thread.
+        """
+        async with serve_in_loop(self._app, host, port) as base_url:
+            yield base_url
+
+    @contextlib.contextmanager
+    def serve_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve over real HTTP with uvicorn in a thread (its own loop); yield the base URL."""
+        with serve_in_thread(self._app, host, port) as base_url:
+            yield base_url
+
+    def __repr__(self) -> str:
+        return (
+            f"FakeTupuServer(qps_limit={self.qps_limit}, latency={self.latency}, "
+            f"secret_ids={list(self.secret_ids)!r})"
+        )
