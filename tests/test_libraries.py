@@ -420,6 +420,22 @@ async def test_429_and_5xx_are_retried() -> None:
         ).search()
 
 
+@pytest.mark.anyio
+async def test_malformed_answers_are_retried_then_fail_their_items() -> None:
+    answers = iter([plain({"imageLibraries": "nope"}), plain({"imageLibraries": []})])
+    assert await make_libraries(lambda r: next(answers)).search() == []
+    calls: list[httpx.Request] = []
+
+    def garbage(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, content=b'{"images": [1, 2')
+
+    (outcome,) = await make_libraries(garbage, max_retries=1).delete("lib-1", ["a"])
+    assert len(calls) == 2
+    assert outcome.code == -1
+    assert "JSON" in outcome.error
+
+
 # ------------------------------------------------------------ batch changes
 
 

@@ -729,11 +729,17 @@ class Libraries:
     def _request(self, path: str, fields: dict[str, Any]) -> PreparedRequest:
         return build_management_request(path, self._secret_id, fields)
 
-    async def _send(self, request: PreparedRequest) -> dict[str, msgspec.Raw]:
+    async def _send(
+        self, request: PreparedRequest, key: str, decoder: msgspec.json.Decoder[list[T] | None]
+    ) -> list[T] | None:
+        """Send ``request``; its answer's ``key`` list, decoded (None when absent or null).
+
+        Decoding happens inside the attempt, so a malformed answer is retried too.
+        """
         public_key = self._public_key
 
-        def parse(response: httpx.Response) -> dict[str, msgspec.Raw]:
-            return _open_management_body(response, public_key)
+        def parse(response: httpx.Response) -> list[T] | None:
+            return _decode_field(_open_management_body(response, public_key), key, decoder)
 
         return await self._sender.send(request, parse)
 
@@ -743,8 +749,7 @@ class Libraries:
         request = self._request(path, {"imageLibraryId": library_id, "images": entries})
         request.image_count = len(entries)
         try:
-            fields = await self._send(request)
-            answers = _decode_field(fields, "images", _outcomes_decoder)
+            answers = await self._send(request, "images", _outcomes_decoder)
         except TupuError as exc:
             if is_fatal(exc) and not _is_too_large(exc):
                 raise
@@ -790,16 +795,14 @@ class Libraries:
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a str or None, not {type(name).__name__}")
         fields: dict[str, Any] = {"name": name} if name else {}
-        answer = await self._send(self._request(LIBRARY_SEARCH_PATH, fields))
-        return _decode_field(answer, "imageLibraries", _libraries_decoder) or []
+        request = self._request(LIBRARY_SEARCH_PATH, fields)
+        return await self._send(request, "imageLibraries", _libraries_decoder) or []
 
     async def list_images(self, library_id: str | ImageLibrary) -> list[LibraryImage]:
         """Every image in the library (name, stored URL, last update)."""
         library_id = _library_id(library_id)
-        answer = await self._send(
-            self._request(LIBRARY_IMAGES_PATH, {"imageLibraryId": library_id})
-        )
-        images = _decode_field(answer, "images", _images_decoder) or []
+        request = self._request(LIBRARY_IMAGES_PATH, {"imageLibraryId": library_id})
+        images = await self._send(request, "images", _images_decoder) or []
         return [_to_library_image(wire) for wire in images]
 
     # ------------------------------------------------------------------ changes
