@@ -29,6 +29,14 @@ from ._exceptions import (
     TupuError,
 )
 from ._images import Image, ImageInput
+from ._libraries import (
+    ImageLibrary,
+    Libraries,
+    LibraryImage,
+    LibraryItemOutcome,
+    LibrarySyncReport,
+    LibraryType,
+)
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from ._retry import RetryPolicy
 from ._types import (
@@ -70,9 +78,15 @@ __all__ = [
     "Image",
     "ImageError",
     "ImageInput",
+    "ImageLibrary",
     "ImageResult",
     "InvalidImageError",
     "KeyLoadError",
+    "Libraries",
+    "LibraryImage",
+    "LibraryItemOutcome",
+    "LibrarySyncReport",
+    "LibraryType",
     "LocalLimiter",
     "MalformedResponseError",
     "OcrFile",

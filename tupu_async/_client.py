@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx
@@ -53,6 +53,9 @@ from ._retry import RetryPolicy, parse_retry_after
 from ._sending import RequestSender
 from ._signing import Signer
 from ._types import ImageResult, RecognitionResponse
+
+if TYPE_CHECKING:
+    from ._libraries import Libraries
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -204,7 +207,7 @@ class AsyncTupuClient:
             linger=batch_linger,
             transport_of=lambda key: key[3],  # type: ignore[index]
         )
-        self._libraries: Any = None
+        self._libraries: Libraries | None = None
 
     # ----------------------------------------------------------------- lifetimes
 
@@ -267,7 +270,7 @@ class AsyncTupuClient:
         return self._limiter
 
     @property
-    def libraries(self) -> Any:
+    def libraries(self) -> Libraries:
         """The image-library (名单) management API."""
         if self._libraries is None:
             from ._libraries import Libraries
