@@ -362,6 +362,7 @@ async def test_unreachable_redis_fails_with_what_to_do() -> None:
         assert "hunter2" not in repr(limiter)
         with pytest.raises(TransportError):
             await limiter.on_throttle(1.0)
+        limiter.on_success()  # no network call, so nothing to fail
     finally:
         await limiter.aclose()
 
@@ -458,10 +459,13 @@ async def test_client_passed_in_is_used_and_left_open(redis_server: RedisServer,
 
 # -- the script's invariants under a synthetic clock ---------------------------------------
 
+ACQUIRE = "acquire"
 operations = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=300_000),  # microseconds since the previous op
-        st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)),  # None acquire, else 429
+        st.one_of(  # a reservation, or a 429 with or without Retry-After
+            st.just(ACQUIRE), st.none(), st.floats(min_value=0.0, max_value=1.0)
+        ),
     ),
     min_size=1,
     max_size=60,
@@ -476,6 +480,7 @@ operations = st.lists(
     qps=st.floats(min_value=1.0, max_value=12.0),
     period=st.floats(min_value=0.05, max_value=2.0),
     margin=st.floats(min_value=0.0, max_value=0.05),
+    recovery_seconds=st.floats(min_value=0.5, max_value=20.0),
     ops=operations,
 )
 def test_script_invariants(
@@ -483,44 +488,68 @@ def test_script_invariants(
     qps: float,
     period: float,
     margin: float,
-    ops: list[tuple[int, float | None]],
+    recovery_seconds: float,
+    ops: list[tuple[int, str | float | None]],
 ) -> None:
-    asyncio.run(check_script(redis_server.url, qps, period, margin, ops))
+    """The Lua script on a synthetic clock against a model of the rate and the pause."""
+    asyncio.run(check_script(redis_server.url, qps, period, margin, recovery_seconds, ops))
 
 
 async def check_script(
-    url: str, qps: float, period: float, margin: float, ops: list[tuple[int, float | None]]
+    url: str,
+    qps: float,
+    period: float,
+    margin: float,
+    recovery_seconds: float,
+    ops: list[tuple[int, str | float | None]],
 ) -> None:
     limiter = RedisLimiter(
-        url, key=f"tupu-test:{uuid.uuid4().hex}", qps=qps, period=period, margin=margin
+        url,
+        key=f"tupu-test:{uuid.uuid4().hex}",
+        qps=qps,
+        period=period,
+        margin=margin,
+        recovery_seconds=recovery_seconds,
     )
     limit, window = math.floor(qps), limiter._window_us
     now = 1_700_000_000_000_000
     slots: list[int] = []
     pause_until, halve_guard = 0, 0
+    throttled_rate: float | None = None
+
+    def model_rate(at: int) -> float:  # halved on a throttle, +qps/recovery_seconds per s after
+        if throttled_rate is None:
+            return qps
+        since = max(0, at - pause_until) / 1_000_000
+        return min(qps, throttled_rate + qps / recovery_seconds * since)
+
     try:
-        for step, retry_after in ops:
+        for step, op in ops:
             now += step
-            if retry_after is None:
+            if op == ACQUIRE:
                 reservation = await limiter._reserve(now_us=now)
                 slot = reservation.slot_us
                 assert reservation.now_us == now
                 assert slot >= now
                 assert slot >= pause_until
-                assert limiter._min_rate <= reservation.rate <= qps
+                assert reservation.rate == pytest.approx(model_rate(now), rel=1e-9)
                 if slots:
                     assert slot - slots[-1] >= window / reservation.rate - 1
                 if len(slots) >= limit:
                     assert slot - slots[-limit] >= window  # floor(qps) per window, exactly
                 slots.append(slot)
             else:
+                retry_after = None if op is None else float(op)
                 outcome = await limiter._throttle(retry_after, now_us=now)
-                pause_end = max(pause_until, now + math.ceil(retry_after * 1_000_000))
+                pause = 1.0 if retry_after is None else retry_after  # DEFAULT_THROTTLE_PAUSE
+                pause_end = max(pause_until, now + math.ceil(pause * 1_000_000))
                 assert outcome.pause_until_us == pause_end
                 assert outcome.halved == (now >= halve_guard), "one halving per pause window"
                 if outcome.halved:
                     halve_guard = max(pause_end, now + window)
+                    throttled_rate = max(limiter._min_rate, model_rate(now) / 2)
                 pause_until = pause_end
+                assert outcome.rate == pytest.approx(model_rate(now), rel=1e-9)
         assert max_in_window(slots, window) <= limit
     finally:
         await limiter.aclose()

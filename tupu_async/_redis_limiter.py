@@ -363,9 +363,9 @@ class RedisLimiter:
     async def on_throttle(self, retry_after: float | None = None) -> None:
         """The service throttled us (HTTP 429): pause every process on the key, halve the rate."""
         _require_asyncio()
-        self._throttle_epoch += 1
-        if self._fallback is not None and not self._reconnect_due():
-            await self._fallback.on_throttle(retry_after)
+        fallback = self._fallback_in_force()
+        if fallback is not None:
+            await fallback.on_throttle(retry_after)
             return
         try:
             outcome = await self._throttle(retry_after)
@@ -375,6 +375,7 @@ class RedisLimiter:
             return
         self._reconnected()
         self._pause_until_us = max(self._pause_until_us, outcome.pause_until_us)
+        self._throttle_epoch += 1  # wakes no one: sleepers check it when their sleep ends
         self._current_rate = outcome.rate
         if outcome.halved:
             logger.info(
@@ -401,9 +402,11 @@ class RedisLimiter:
         _require_asyncio()
         late_retries = 0
         while True:
-            if self._fallback is not None and not self._reconnect_due():
-                await self._fallback.acquire()
+            fallback = self._fallback_in_force()
+            if fallback is not None:
+                await fallback.acquire()
                 return None
+            epoch = self._throttle_epoch
             try:
                 reservation = await self._reserve()
             except self._unavailable_errors as exc:
@@ -412,10 +415,9 @@ class RedisLimiter:
             self._clock_offsets.append(_monotonic_us() - reservation.now_us)
             self._reconnected()
             self._current_rate = reservation.rate
-            epoch = self._throttle_epoch
             if reservation.delay > 0:
                 await asyncio.sleep(reservation.delay)
-            # A throttle reported in this process while we slept: if our slot falls inside
+            # A throttle reported in this process since we asked: if our slot falls inside
             # the new pause, give it up (it stays counted) and take one after the pause.
             if epoch != self._throttle_epoch and reservation.slot_us < self._pause_until_us:
                 continue
@@ -458,8 +460,16 @@ class RedisLimiter:
             int(reply[0]), int(reply[1]), float(_text(reply[2])), _text(reply[3]) == "1"
         )
 
-    def _reconnect_due(self) -> bool:
-        return time.monotonic() >= self._next_reconnect
+    def _fallback_in_force(self) -> LocalLimiter | None:
+        """The local fallback to use now, or None to use Redis (in fallback mode, one caller
+        per RECONNECT_INTERVAL gets None and tries Redis again)."""
+        if self._fallback is None:
+            return None
+        now = time.monotonic()
+        if now < self._next_reconnect:
+            return self._fallback
+        self._next_reconnect = now + RECONNECT_INTERVAL
+        return None
 
     def _reconnected(self) -> None:
         if self._fallback is not None:
