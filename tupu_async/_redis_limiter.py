@@ -220,14 +220,16 @@ class RedisLimiter:
     that delay. No lock is held across network I/O and nobody polls.
 
     Throttling (:meth:`on_throttle`, after an HTTP 429): the same script sets the shared
-    pause end to ``now + retry_after`` (``DEFAULT_THROTTLE_PAUSE`` when None; the later of that and
-    any pause already set) and halves the shared rate (never below ``min_rate``) at most once
-    per pause window, so the burst of 429s that were in flight counts once. The shared rate
-    then recovers additively, by ``qps / recovery_seconds`` per second after the pause ends,
-    computed inside the script from the stored throttle state: :meth:`on_success` is a no-op.
-    In this process, callers already sleeping for a slot inside the new pause take a new
-    slot; callers in OTHER processes keep slots they reserved before the throttle (those
-    fall at most their queue length times the spacing after it).
+    pause end to ``now + retry_after`` (``DEFAULT_THROTTLE_PAUSE`` when None, at most
+    ``MAX_PAUSE``; the later of that and any pause already set) and halves the shared rate
+    (never below ``min_rate``) at most once per pause window (until the pause ends, and at
+    least one ``period + margin``), so the burst of 429s that were in flight counts once.
+    The shared rate then recovers additively, by ``qps / recovery_seconds`` per second after
+    the pause ends, computed inside the script from the stored throttle state:
+    :meth:`on_success` makes no network call. In this process, callers already sleeping for
+    a slot inside the new pause take a new slot; callers in OTHER processes keep slots they
+    reserved before the throttle (those fall at most their queue length times the spacing
+    after it).
 
     A caller cancelled while it sleeps gives up its slot, which stays counted (safe).
 
