@@ -38,6 +38,7 @@ from ._libraries import (
     LibraryType,
 )
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
+from ._redis_limiter import RedisLimiter
 from ._retry import RetryPolicy
 from ._types import (
     AdFile,
@@ -96,6 +97,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RecognitionResponse",
+    "RedisLimiter",
     "Region",
     "RequestEvent",
     "RetryPolicy",
