@@ -351,6 +351,7 @@ class FakeTupuApp:
         if body is None:
             await self._send(send, self._too_large(limit))
             return
+        parsed = self._parse_recognition(body, scope, base64_route)
         fault = self.fault_plan.next_fault()
         if fault is not None:
             self.stats.faults[fault] += 1
@@ -362,7 +363,7 @@ class FakeTupuApp:
             elif await self._http_fault(fault, receive, send, in_process):
                 return
         await self._sleep(self._delay(), receive, in_process)
-        reply = self._recognize(path, secret_id, body, scope, base64_route, fault)
+        reply = self._recognize(path, secret_id, parsed, base64_route, fault)
         if fault == faults.BAD_SIGNATURE and reply.status == 200:
             reply.body = corrupt_signature(reply.body)
         elif fault == faults.TRUNCATED_BODY and reply.status == 200:
@@ -408,24 +409,31 @@ class FakeTupuApp:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b'{"json": "', "more_body": True})
 
-    def _recognize(
-        self,
-        path: str,
-        secret_id: str,
-        body: bytes,
-        scope: Scope,
-        base64_route: bool,
-        fault: str | None,
-    ) -> _Reply:
+    def _parse_recognition(
+        self, body: bytes, scope: Scope, base64_route: bool
+    ) -> RecognitionRequest | RequestRejected:
+        """Parse the body and count its images (every admitted request, faulted or not)."""
         try:
             if base64_route:
                 request = parse_base64_recognition(body)
             else:
                 request = parse_recognition(body, _header(scope, b"content-type"))
         except RequestRejected as exc:
-            return _error(exc.status, exc.code, exc.message)
+            return exc
+        self.stats.images_per_request.append(len(request.images))
+        return request
+
+    def _recognize(
+        self,
+        path: str,
+        secret_id: str,
+        request: RecognitionRequest | RequestRejected,
+        base64_route: bool,
+        fault: str | None,
+    ) -> _Reply:
+        if isinstance(request, RequestRejected):
+            return _error(request.status, request.code, request.message)
         images = request.images
-        self.stats.images_per_request.append(len(images))
         if len(images) > MAX_IMAGES_PER_REQUEST:
             return _error(
                 400,

@@ -41,7 +41,10 @@ class FakeServerStats:
 
     ``accepted`` arrivals are those that passed the QPS limiter (everything but its HTTP
     429 answers); injected faults happen after the limiter, so they count as accepted.
-    Requests to the ``/_fake/`` control endpoints are not counted.
+    ``images_per_request`` has one entry per accepted recognition request whose body
+    parsed (faulted ones included). ``status_counts`` counts HTTP statuses answered, with
+    0 for connections dropped by the ``drop_connection`` fault; ``code_counts`` the Tupu
+    codes of the signed envelopes sent. Requests to ``/_fake/`` endpoints are not counted.
     """
 
     def __init__(self) -> None:
