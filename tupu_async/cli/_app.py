@@ -1,0 +1,461 @@
+"""The ``tupu-async`` commands (typer) and the one place errors become exit codes.
+
+Exit codes: 0 success; 1 some images or items failed (each result says why), or an
+envelope did not verify; 2 fatal: a missing or bad setting, authentication or
+configuration refused by the service, a bad response signature; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Annotated
+
+import anyio
+import typer
+from rich.console import Console
+
+from .._exceptions import (
+    KeyLoadError,
+    MalformedResponseError,
+    SignatureVerificationError,
+    TupuError,
+)
+from ._config import ENV_PUBLIC_KEY, SettingError, Settings, key_source, resolve_settings
+
+__all__ = ["app"]
+
+EXIT_FATAL = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="tupu-async",
+    help="Tupu (图普) content moderation from the command line: recognise images, manage "
+    "image libraries, verify signed envelopes, or run the demo against a fake server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+libraries_app = typer.Typer(
+    help="Image libraries (名单): search, list, add, delete, sync.", no_args_is_help=True
+)
+app.add_typer(libraries_app, name="libraries")
+
+
+class Region(str, Enum):
+    cn = "cn"
+    us = "us"
+    oversea = "oversea"
+
+
+class TransportChoice(str, Enum):
+    multipart = "multipart"
+    base64 = "base64"
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+def _stdout() -> Console:
+    return Console()
+
+
+def _fail(console: Console, message: str, code: int) -> typer.Exit:
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _run(job: Callable[[], Awaitable[int]], errors: Console, *, hint: str = "") -> None:
+    """Run ``job`` on asyncio and map what it raises to an exit code."""
+    try:
+        code = anyio.run(job)
+    except KeyboardInterrupt:
+        errors.print(f"[yellow]interrupted[/yellow]{hint}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (SettingError, KeyLoadError) as exc:
+        raise _fail(errors, str(exc), EXIT_FATAL) from None
+    except TupuError as exc:  # only fatal errors escape the calls
+        raise _fail(errors, f"{type(exc).__name__}: {exc}", EXIT_FATAL) from None
+    except ImportError as exc:
+        raise _fail(errors, str(exc), EXIT_FATAL) from None
+    except (ValueError, OSError) as exc:
+        raise _fail(errors, str(exc), EXIT_FATAL) from None
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- options
+
+SecretIdOpt = Annotated[
+    str | None,
+    typer.Option("--secret-id", help="Your secret id (env TUPU_SECRET_ID).", show_default=False),
+]
+PrivateKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--private-key",
+        help="Your RSA private key: a PEM file path or the PEM text (env TUPU_PRIVATE_KEY).",
+        show_default=False,
+    ),
+]
+RegionOpt = Annotated[
+    Region | None,
+    typer.Option("--region", help="cn, us or oversea (env TUPU_REGION; default cn)."),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="Override the region's host, e.g. a fake server (env TUPU_BASE_URL).",
+        show_default=False,
+    ),
+]
+PublicKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--public-key",
+        help="Tupu's public key to verify responses (PEM path or text; default: the bundled "
+        "official key) (env TUPU_PUBLIC_KEY).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _settings(
+    secret_id: str | None,
+    private_key: str | None,
+    region: Region | None,
+    base_url: str | None,
+    public_key: str | None,
+) -> Settings:
+    return resolve_settings(
+        secret_id=secret_id,
+        private_key=private_key,
+        region=region.value if region is not None else None,
+        base_url=base_url,
+        public_key=public_key,
+    )
+
+
+def _with_settings(
+    errors: Console,
+    secret_id: str | None,
+    private_key: str | None,
+    region: Region | None,
+    base_url: str | None,
+    public_key: str | None,
+) -> Settings:
+    try:
+        return _settings(secret_id, private_key, region, base_url, public_key)
+    except SettingError as exc:
+        raise _fail(errors, str(exc), EXIT_FATAL) from None
+
+
+def _task_list(tasks: list[str] | None) -> list[str] | None:
+    if not tasks:
+        return None
+    return [t.strip() for item in tasks for t in item.split(",") if t.strip()] or None
+
+
+# ------------------------------------------------------------------------- recognize
+
+
+@app.command()
+def recognize(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Image URLs, files or folders (folders expand to their image files).",
+            show_default=False,
+        ),
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            help="A file with one URL or path per line ('-' reads standard input).",
+            show_default=False,
+        ),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Include the subfolders of folders.")
+    ] = False,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tasks",
+            help="Task ids to run (repeat, or separate by commas; default: the account's).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the JSON lines here instead of standard output.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Append to --out, skipping images whose name is already in it."
+        ),
+    ] = False,
+    transport: Annotated[
+        TransportChoice,
+        typer.Option("--transport", help="How content images are uploaded."),
+    ] = TransportChoice.multipart,
+    resize: Annotated[
+        bool,
+        typer.Option(
+            "--resize", help="Downsize images to 256-512 px and under 1 MiB (needs Pillow)."
+        ),
+    ] = False,
+    url_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--url-fallback",
+            help="Download URLs the service could not fetch and upload them instead.",
+        ),
+    ] = False,
+    qps: Annotated[
+        float, typer.Option("--qps", help="Requests per second (the API allows 50).")
+    ] = 50.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries per request.")] = 3,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per HTTP request.")] = 30.0,
+    secret_id: SecretIdOpt = None,
+    private_key: PrivateKeyOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """Recognise images; one JSON line per image, a summary table at the end.
+
+    Exit code 0 when every image was recognised, 1 when some failed (their lines say why),
+    2 on a fatal error (a missing setting, authentication or configuration).
+    """
+    from ._recognize import RecognizeJob, run_recognize
+
+    errors = _stderr()
+    if not inputs and from_file is None:
+        raise _fail(errors, "nothing to recognise: give URLs, files or folders, or --from-file", 2)
+    if resume and out is None:
+        raise _fail(errors, "--resume needs --out FILE (it skips the images already in it)", 2)
+    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    job = RecognizeJob(
+        inputs=list(inputs or []),
+        from_file=from_file,
+        recursive=recursive,
+        tasks=_task_list(tasks),
+        transport=transport.value,
+        out=out,
+        resume=resume,
+        resize=resize,
+        url_fallback=url_fallback,
+        qps=qps,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+    hint = f"; the results so far are in {out}: rerun with --resume to continue" if out else ""
+    _run(lambda: run_recognize(job, settings, errors), errors, hint=hint)
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+@app.command()
+def verify(
+    envelope: Annotated[
+        pathlib.Path,
+        typer.Argument(help="A signed envelope ({'json': ..., 'signature': ...}) in a file."),
+    ],
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """Verify the signature of a response envelope (e.g. a callback body) and show it.
+
+    Exit code 0 when the signature is valid, 1 when it is not or the file is not an
+    envelope, 2 when the file or the public key cannot be read.
+    """
+    import os
+
+    from ._verify import run_verify
+
+    out, errors = _stdout(), _stderr()
+    try:
+        text = public_key or os.environ.get(ENV_PUBLIC_KEY, "").strip() or None
+        key = (
+            None
+            if text is None
+            else key_source(text, "--public-key", ENV_PUBLIC_KEY, "the Tupu public key")
+        )
+        code = run_verify(envelope, key, out)
+    except (SettingError, KeyLoadError, OSError) as exc:
+        raise _fail(errors, str(exc), EXIT_FATAL) from None
+    except SignatureVerificationError as exc:
+        raise _fail(errors, f"signature INVALID: {exc}", 1) from None
+    except (MalformedResponseError, TupuError) as exc:
+        raise _fail(errors, f"not a valid envelope: {exc}", 1) from None
+    raise typer.Exit(code)
+
+
+# ------------------------------------------------------------------------------ demo
+
+
+@app.command()
+def demo(
+    images: Annotated[int, typer.Option("--images", "-n", help="How many images.")] = 3000,
+    latency: Annotated[float, typer.Option("--latency", help="Server latency (s).")] = 0.3,
+    jitter: Annotated[float, typer.Option("--jitter", help="Latency jitter (+/- s).")] = 0.1,
+    qps: Annotated[float, typer.Option("--qps", help="The server's QPS limit.")] = 50.0,
+    in_thread: Annotated[
+        bool, typer.Option("--in-thread", help="Run the fake server in a thread, not a process.")
+    ] = False,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Also write the JSON lines here.", show_default=False),
+    ] = None,
+) -> None:
+    """Recognise generated images against the embedded fake server (no account needed).
+
+    Shows the progress bar, images/s against the API's ceiling (QPS x 10 images per
+    request), what the server counted, and the summary table.
+    """
+    from ._demo import DemoOptions, run_demo
+
+    console = _stdout()
+    if images < 1 or qps <= 0 or latency < 0 or jitter < 0:
+        raise _fail(_stderr(), "--images and --qps must be positive, latencies >= 0", 2)
+    options = DemoOptions(
+        images=images, latency=latency, jitter=jitter, qps=qps, in_thread=in_thread, out=out
+    )
+    _run(lambda: run_demo(options, console), _stderr())
+
+
+# ------------------------------------------------------------------------- libraries
+
+
+@libraries_app.command("search")
+def libraries_search(
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Only libraries whose name matches.", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+    secret_id: SecretIdOpt = None,
+    private_key: PrivateKeyOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """List the image libraries of your secret id."""
+    from ._libraries_cmd import run_search
+
+    errors = _stderr()
+    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_search(settings, name, as_json, _stdout()), errors)
+
+
+@libraries_app.command("list")
+def libraries_list(
+    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    as_json: JsonOpt = False,
+    secret_id: SecretIdOpt = None,
+    private_key: PrivateKeyOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """List the images in a library."""
+    from ._libraries_cmd import run_list
+
+    errors = _stderr()
+    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_list(settings, library_id, as_json, _stdout()), errors)
+
+
+@libraries_app.command("add")
+def libraries_add(
+    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    items: Annotated[
+        list[str],
+        typer.Argument(
+            help="URLs, files or folders; NAME=URL or NAME=FILE to choose the name "
+            "(default: the file name, or the URL's last path segment)."
+        ),
+    ],
+    as_json: JsonOpt = False,
+    secret_id: SecretIdOpt = None,
+    private_key: PrivateKeyOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """Add images to a library (URLs are downloaded by the service, files uploaded)."""
+    from ._libraries_cmd import run_add
+
+    errors = _stderr()
+    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_add(settings, library_id, items, as_json, _stdout()), errors)
+
+
+@libraries_app.command("delete")
+def libraries_delete(
+    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    names: Annotated[list[str], typer.Argument(help="Names of the images to delete.")],
+    as_json: JsonOpt = False,
+    secret_id: SecretIdOpt = None,
+    private_key: PrivateKeyOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """Delete images from a library by name."""
+    from ._libraries_cmd import run_delete
+
+    errors = _stderr()
+    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_delete(settings, library_id, names, as_json, _stdout()), errors)
+
+
+@libraries_app.command("sync")
+def libraries_sync(
+    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    folder: Annotated[pathlib.Path, typer.Argument(help="A folder of image files.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show what would change.")
+    ] = False,
+    keep_missing: Annotated[
+        bool,
+        typer.Option("--keep-missing", help="Do not delete library images the folder lacks."),
+    ] = False,
+    as_json: JsonOpt = False,
+    secret_id: SecretIdOpt = None,
+    private_key: PrivateKeyOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    public_key: PublicKeyOpt = None,
+) -> None:
+    """Make a library hold exactly the images of a folder (by file name)."""
+    from ._libraries_cmd import run_sync
+
+    errors = _stderr()
+    if not folder.is_dir():
+        raise _fail(errors, f"{folder}: not a folder; sync takes a folder of image files", 2)
+    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    _run(
+        lambda: run_sync(
+            settings,
+            library_id,
+            folder,
+            dry_run=dry_run,
+            delete_missing=not keep_missing,
+            as_json=as_json,
+            console=_stdout(),
+        ),
+        errors,
+    )

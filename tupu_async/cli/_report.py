@@ -1,0 +1,226 @@
+"""What the commands show: the live progress bar, the JSON-lines writer and the summary table.
+
+Results (data) go to the output file or standard output; the progress bar and the summary
+go to standard error, so piping standard output gives clean JSON lines. When the console
+is not a terminal rich draws the bar once, at the end, with no control codes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from types import TracebackType
+from typing import IO, Final
+
+from rich.console import Console, Group
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from .._types import ImageResult
+
+__all__ = ["RISK_TYPES", "SUGGESTIONS", "JsonLinesWriter", "ProgressBar", "Tally"]
+
+SUGGESTIONS: Final = {0: "pass", 1: "block", 2: "review"}
+RISK_TYPES: Final = {
+    0: "normal",
+    1: "politics",
+    2: "porn",
+    3: "violence",
+    4: "violation",
+    5: "advertisement",
+    6: "sensitive",
+    7: "abuse",
+}
+_MAX_FAILURES_SHOWN: Final = 5
+
+
+class Tally:
+    """Counts of what came back: by suggestion, by risk type, and the failures."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.ok = 0
+        self.fallbacks = 0
+        self.suggestions: Counter[str] = Counter()
+        self.risk_types: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self.failure_examples: list[tuple[str, str]] = []
+
+    @property
+    def failed(self) -> int:
+        return self.total - self.ok
+
+    def add(self, result: ImageResult) -> None:
+        self.total += 1
+        if result.fallback:
+            self.fallbacks += 1
+        if not result.ok:
+            kind = type(result.error).__name__ if result.error is not None else "error"
+            self.failures[f"{kind} (code {result.code})"] += 1
+            if len(self.failure_examples) < _MAX_FAILURES_SHOWN:
+                self.failure_examples.append((result.name, result.message))
+            return
+        self.ok += 1
+        self.suggestions[_label(SUGGESTIONS, result.suggestion)] += 1
+        self.risk_types[_label(RISK_TYPES, result.risk_type)] += 1
+
+    def table(self, title: str = "Summary") -> Table:
+        """The summary table: one section per kind of count."""
+        table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+        table.add_column("", style="bold")
+        table.add_column("", overflow="fold")
+        table.add_column("images", justify="right")
+        table.add_row("images", "total", str(self.total))
+        table.add_row("", "recognised", str(self.ok), style="green")
+        table.add_row("", "failed", str(self.failed), style="red" if self.failed else "")
+        if self.fallbacks:
+            table.add_row("", "via URL fallback", str(self.fallbacks))
+        table.add_section()
+        for i, (label, count) in enumerate(_ordered(self.suggestions, SUGGESTIONS)):
+            table.add_row("suggestion" if i == 0 else "", label, str(count))
+        table.add_section()
+        for i, (label, count) in enumerate(_ordered(self.risk_types, RISK_TYPES)):
+            table.add_row("risk type" if i == 0 else "", label, str(count))
+        if self.failures:
+            table.add_section()
+            for i, (kind, count) in enumerate(self.failures.most_common()):
+                table.add_row("failures" if i == 0 else "", kind, str(count), style="red")
+        return table
+
+    def failure_lines(self) -> list[str]:
+        """A few failed images and why, for the end of a run."""
+        return [f"{name}: {message}" for name, message in self.failure_examples]
+
+
+def _label(names: dict[int, str], value: int | None) -> str:
+    if value is None:
+        return "(no summary)"
+    return names.get(value, f"other ({value})")
+
+
+def _ordered(counts: Counter[str], names: dict[int, str]) -> list[tuple[str, int]]:
+    known = [(n, counts[n]) for n in names.values() if counts[n]]
+    rest = sorted((k, v) for k, v in counts.items() if k not in names.values())
+    return known + rest
+
+
+class JsonLinesWriter:
+    """Writes one JSON object per line and flushes it, so an interrupted run loses nothing.
+
+    ``path`` None writes to standard output (looked up at each write, so a progress bar
+    that redirects it on a terminal keeps its place). With ``append`` a file whose last
+    line was torn by an interruption gets the newline it lacks first.
+    """
+
+    def __init__(self, path: str | None, *, append: bool = False) -> None:
+        self._file: IO[str] | None = None
+        if path is not None:
+            if append:
+                _terminate_last_line(path)
+            self._file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: dict[str, object]) -> None:
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        out = self._file if self._file is not None else sys.stdout
+        out.write(line)
+        out.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> JsonLinesWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _terminate_last_line(path: str) -> None:
+    try:
+        with open(path, "rb+") as handle:
+            handle.seek(0, 2)
+            if handle.tell() == 0:
+                return
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    except FileNotFoundError:
+        return
+
+
+class ProgressBar:
+    """The live bar: images done (of the total when known), images/s, errors and retries."""
+
+    def __init__(self, console: Console, total: int | None, description: str) -> None:
+        self.console = console
+        self._started = time.monotonic()
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[cyan]{task.fields[rate]:>7.1f} images/s"),
+            TextColumn("[red]{task.fields[errors]} errors"),
+            TextColumn("[yellow]{task.fields[retries]} retries"),
+            TimeElapsedColumn(),
+            console=console,
+            # On a terminal, prints to stdout (JSON lines when no --out) go above the bar.
+            redirect_stdout=console.is_terminal and sys.stdout.isatty(),
+            redirect_stderr=False,
+        )
+        self._task: TaskID = self._progress.add_task(
+            description, total=total, rate=0.0, errors=0, retries=0
+        )
+        self.done = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def __enter__(self) -> ProgressBar:
+        self._started = time.monotonic()
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def update(self, *, done: int, errors: int, retries: int) -> None:
+        self.done = done
+        elapsed = self.elapsed
+        self._progress.update(
+            self._task,
+            completed=done,
+            rate=done / elapsed if elapsed > 0 else 0.0,
+            errors=errors,
+            retries=retries,
+        )
+
+    def finish(self, description: str) -> None:
+        self._progress.update(self._task, description=description, total=self.done)
+
+
+def render(console: Console, *parts: object) -> None:
+    """Print renderables together (a table and its notes) on ``console``."""
+    console.print(Group(*parts))  # type: ignore[arg-type]
