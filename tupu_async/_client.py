@@ -171,7 +171,11 @@ class AsyncTupuClient:
         self.max_images_per_request = max_images_per_request
         self.batch_linger = batch_linger
         self.max_in_flight = max_in_flight
-        self._limiter: RateLimiter = limiter if limiter is not None else LocalLimiter(qps)
+        # After a throttle the halved rate climbs back by qps/10 per second: full speed
+        # again within ~5 s of clean traffic, instead of the 25 s of +1 req/s.
+        self._limiter: RateLimiter = (
+            limiter if limiter is not None else LocalLimiter(qps, recovery=max(1.0, qps / 10))
+        )
         self._owns_http = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
@@ -437,9 +441,7 @@ class AsyncTupuClient:
         """
         results: list[ImageResult] = []
         engine = self._engine(tasks, referer, transport, tags)
-        send, receive = anyio.create_memory_object_stream[ImageResult](
-            self.max_in_flight * self.max_images_per_request
-        )
+        send, receive = anyio.create_memory_object_stream[ImageResult](self.max_images_per_request)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(engine.run, images, send)
@@ -467,9 +469,7 @@ class AsyncTupuClient:
         consumer) cancels the work still in flight. Needs ``async with`` on the client.
         """
         engine = self._engine(tasks, referer, transport, tags)
-        send, receive = anyio.create_memory_object_stream[ImageResult](
-            self.max_in_flight * self.max_images_per_request
-        )
+        send, receive = anyio.create_memory_object_stream[ImageResult](self.max_images_per_request)
         failure: list[BaseException] = []
         scope = anyio.CancelScope()
 
