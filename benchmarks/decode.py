@@ -39,15 +39,21 @@ PORN, POLITICAL, VIOLENCE, OCR = (
 )
 
 
-def make_response(n: int = 10) -> tuple[bytes, list[str]]:
+def make_response(n: int = 10) -> tuple[str, list[str]]:
     """A realistic signed 10-image response (four tasks + summary), as the service sends."""
     names = [f"http://img.example.com/photos/2026/11/{i:04d}.jpg?x=1&y=2" for i in range(n)]
     box = [[0.3, 0.18], [0.5, 0.18], [0.5, 0.37], [0.3, 0.37]]
     inner: dict[str, Any] = {
         PORN: {
             "fileList": [
-                {"name": nm, "label": 2, "rate": 0.98, "review": False, "tag": f"t{i}",
-                 "subLabel": {"label": 18, "rate": 0.2, "review": False}}
+                {
+                    "name": nm,
+                    "label": 2,
+                    "rate": 0.98,
+                    "review": False,
+                    "tag": f"t{i}",
+                    "subLabel": {"label": 18, "rate": 0.2, "review": False},
+                }
                 for i, nm in enumerate(names)
             ],
             "reviewCount": 0,
@@ -55,17 +61,40 @@ def make_response(n: int = 10) -> tuple[bytes, list[str]]:
         },
         POLITICAL: {
             "fileList": [
-                {"name": nm, "label": 2, "review": False, "similarity": 0, "faceId": "非政治人物",
-                 "facePosition": box, "typeName": "非政治人物", "tag": f"t{i}",
-                 "objects": [{"faceId": "非政治人物", "facePosition": box, "label": 2,
-                              "review": False, "similarity": 0, "typeName": "非政治人物"}]}
+                {
+                    "name": nm,
+                    "label": 2,
+                    "review": False,
+                    "similarity": 0,
+                    "faceId": "非政治人物",
+                    "facePosition": box,
+                    "typeName": "非政治人物",
+                    "tag": f"t{i}",
+                    "objects": [
+                        {
+                            "faceId": "非政治人物",
+                            "facePosition": box,
+                            "label": 2,
+                            "review": False,
+                            "similarity": 0,
+                            "typeName": "非政治人物",
+                        }
+                    ],
+                }
                 for i, nm in enumerate(names)
             ]
         },
         VIOLENCE: {
             "fileList": [
-                {"name": nm, "label": 0, "rate": 0.999, "review": False, "tag": f"t{i}",
-                 "labels": [0, 10, 25, 8, 13], "rates": [0.999, 0.0002, 0.0001, 0.0001, 0.0001]}
+                {
+                    "name": nm,
+                    "label": 0,
+                    "rate": 0.999,
+                    "review": False,
+                    "tag": f"t{i}",
+                    "labels": [0, 10, 25, 8, 13],
+                    "rates": [0.999, 0.0002, 0.0001, 0.0001, 0.0001],
+                }
                 for i, nm in enumerate(names)
             ],
             "reviewCount": 0,
@@ -88,7 +117,7 @@ def make_response(n: int = 10) -> tuple[bytes, list[str]]:
         "timestamp": 1673346488265,
     }
     text = json.dumps(inner, ensure_ascii=False, separators=(",", ":"))
-    return text, names  # type: ignore[return-value]
+    return text, names
 
 
 def bench(fn: Callable[[], object], seconds: float = 1.0) -> float:
@@ -133,8 +162,9 @@ def main() -> None:
                     if entry.get("name") == nm:
                         per[task_id] = entry
                         break
-            out.append({"name": nm, "summary": summary[i] if i < len(summary) else None,
-                        "tasks": per})
+            out.append(
+                {"name": nm, "summary": summary[i] if i < len(summary) else None, "tasks": per}
+            )
         return out
 
     import pydantic
@@ -183,8 +213,11 @@ def main() -> None:
     def with_pydantic() -> object:
         outer = POuter.model_validate_json(body)
         data = task_adapter.validate_json(outer.json_)
-        tasks = {k: ptask.validate_python(v) for k, v in data.items()
-                 if isinstance(v, dict) and "fileList" in v}
+        tasks = {
+            k: ptask.validate_python(v)
+            for k, v in data.items()
+            if isinstance(v, dict) and "fileList" in v
+        }
         summary = psummary.validate_python(data.get("summary") or [])
         out = []
         for i, nm in enumerate(names):
@@ -205,14 +238,16 @@ def main() -> None:
 
     # The whole client path per request: sign (2048-bit) + build + verify + decode + regroup.
     signer = Signer("bench-secret", rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    signer_1024 = Signer("bench-secret", rsa.generate_private_key(public_exponent=65537,
-                                                                   key_size=1024))
+    signer_1024 = Signer(
+        "bench-secret", rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    )
 
     def request_path(s: Signer) -> Callable[[], object]:
         def run() -> object:
             req = build_json_request("bench-secret", sent, tasks=None)
             req.body(s.sign())
             return regroup(decode_inner(open_envelope(body, pub)), sent)
+
         return run
 
     def cpu_per_call(fn: Callable[[], object], n: int = 400) -> float:
@@ -230,15 +265,21 @@ def main() -> None:
         "machine": platform.machine(),
         "response_bytes": len(body),
         "images_per_response": len(names),
-        "decode_us": {"tupu_async": t_ours * 1e6, "json_dicts": t_json * 1e6,
-                      "pydantic": t_pyd * 1e6},
+        "decode_us": {
+            "tupu_async": t_ours * 1e6,
+            "json_dicts": t_json * 1e6,
+            "pydantic": t_pyd * 1e6,
+        },
         "ratio_vs_json_dicts": t_json / t_ours,
         "ratio_vs_pydantic": t_pyd / t_ours,
         "verify_us_rsa1024": t_verify * 1e6,
         "sign_us_rsa2048": t_sign * 1e6,
         "client_cpu_per_request_us": {"rsa2048": t_path_2048 * 1e6, "rsa1024": t_path_1024 * 1e6},
-        "client_cpu_per_image_us": {"rsa2048": t_path_2048 * 1e5, "rsa1024": t_path_1024 * 1e5,
-                                    "excluding_signing_rsa2048": (t_path_2048 - t_sign) * 1e5},
+        "client_cpu_per_image_us": {
+            "rsa2048": t_path_2048 * 1e5,
+            "rsa1024": t_path_1024 * 1e5,
+            "excluding_signing_rsa2048": (t_path_2048 - t_sign) * 1e5,
+        },
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "decode.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -249,8 +290,10 @@ def main() -> None:
     print(f"verify (RSA-1024, the service's key): {t_verify * 1e6:.1f} us per response")
     print(f"sign (RSA-2048): {t_sign * 1e6:.1f} us per request")
     print("client CPU, whole path per request (sign+build+verify+decode+regroup):")
-    print(f"  RSA-2048 key: {t_path_2048 * 1e6:.0f} us/request = {t_path_2048 * 1e5:.1f} us/image"
-          f" ({(t_path_2048 - t_sign) * 1e5:.1f} us/image excluding the RSA signature)")
+    print(
+        f"  RSA-2048 key: {t_path_2048 * 1e6:.0f} us/request = {t_path_2048 * 1e5:.1f} us/image"
+        f" ({(t_path_2048 - t_sign) * 1e5:.1f} us/image excluding the RSA signature)"
+    )
     print(f"  RSA-1024 key: {t_path_1024 * 1e6:.0f} us/request = {t_path_1024 * 1e5:.1f} us/image")
 
 
