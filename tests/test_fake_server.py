@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import pathlib
 import re
 import time
 import uuid
@@ -974,3 +975,40 @@ def test_go_time_string_trims_like_go() -> None:
     assert go_time_string(moment) == "2022-06-16 07:01:51.935 +0000 UTC"
     assert go_time_string(moment.replace(microsecond=930_000)) == "2022-06-16 07:01:51.93 +0000 UTC"
     assert go_time_string(moment.replace(microsecond=0)) == "2022-06-16 07:01:51 +0000 UTC"
+
+
+def test_serve_command_options_build_the_server(tmp_path: pathlib.Path) -> None:
+    from tupu_async.testing._process import _server_from_args, build_parser
+
+    key_out = tmp_path / "client.pem"
+    signing_out = tmp_path / "server.pem"
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--secret-id", "a",
+            "--secret-id", "b",
+            "--client-key-out", str(key_out),
+            "--qps", "0",
+            "--latency", "0.3",
+            "--jitter", "0.1",
+            "--library", "faces",
+            "--fault-rate", "0.5",
+            "--fault-kinds", "http_500,timeout",
+            "--retry-after", "none",
+            "--signing-key-out", str(signing_out),
+            "--no-summary",
+        ]
+    )  # fmt: skip
+    server, libraries = _server_from_args(args)
+    assert server.qps_limit is None
+    assert (server.latency, server.latency_jitter, server.summary) == (0.3, 0.1, False)
+    assert server.faults.kinds == ("http_500", "timeout")
+    assert server.faults.retry_after is None
+    assert list(server.library_images(libraries["faces"])) == []
+    assert server.secret_ids == ("a", "b")
+    assert oct(key_out.stat().st_mode & 0o777) == "0o600"
+    assert b"BEGIN RSA PRIVATE KEY" in key_out.read_bytes()
+    signing_key = FakeTupuServer(private_key=signing_out.read_bytes())
+    assert signing_key.public_key_pem == server.public_key_pem
+    with pytest.raises(SystemExit):
+        _server_from_args(build_parser().parse_args(["serve", "--public-key-file", "x.pem"]))

@@ -176,6 +176,7 @@ async def _serve_until_signalled(
         "base_url": base_url_of(sock),
         "public_key_pem": server.public_key_pem.decode("ascii"),
         "pid": os.getpid(),
+        "secret_ids": list(server.secret_ids),
         "libraries": libraries,
     }
     sys.stdout.write(json.dumps(ready) + "\n")

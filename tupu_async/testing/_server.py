@@ -81,7 +81,8 @@ class FakeTupuServer:
       every answer signed with :attr:`public_key_pem`'s private half;
     - the same image (content or URL) always gets the same result for a given ``seed``;
       magic substrings force outcomes (``tupu_async.testing.MAGIC_OUTCOMES``);
-    - faults (``FaultConfig`` and :meth:`inject`) apply per HTTP request and are counted;
+    - faults (``FaultConfig`` and :meth:`inject`) apply per recognition HTTP request (not
+      to management requests) and are counted;
     - :attr:`stats` records every request's monotonic arrival time before any latency.
 
     Not thread-safe for concurrent mutation; serve it from one event loop at a time.
