@@ -85,10 +85,6 @@ def test_public_names_come_from_their_modules() -> None:
             assert module.startswith("tupu_async"), (name, module)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (style rule): tupu_async._types.TopNCount has no docstring",
-)
 def test_public_classes_and_functions_have_docstrings() -> None:
     missing = [
         name

@@ -228,14 +228,9 @@ def test_entries_without_names_map_by_position_even_if_not_asked() -> None:
     assert [labels(r) for r in results] == [{T1: 0}, {T1: 1}]
 
 
-# --- known bugs ------------------------------------------------------------------------------
+# --- hard cases: duplicate names with failures, nothing matched ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _regroup.align's by-name path ignores `usable`, so with duplicate names the "
-    "one fileList entry goes to the first (failed) image and the successful one gets none",
-)
 def test_duplicate_names_with_a_failed_image_give_the_entry_to_the_survivor() -> None:
     # e.g. /a/photo.jpg and /b/photo.jpg uploaded together: both have wire name photo.jpg
     resp = response([failed_line("photo.jpg"), ok_line("photo.jpg")], {T1: [entry(1, "photo.jpg")]})
@@ -246,11 +241,6 @@ def test_duplicate_names_with_a_failed_image_give_the_entry_to_the_survivor() ->
     assert labels(second) == {T1: 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: regroup() reports images ok with empty tasks when the response has task "
-    "blocks but no entry could be matched (`elif tasks or not any_task_entries`)",
-)
 @pytest.mark.parametrize("case", ["base64-short-no-summary", "all-failed-no-summary"])
 def test_unmatched_images_are_never_silently_ok(case: str) -> None:
     if case == "base64-short-no-summary":
@@ -267,7 +257,7 @@ def test_unmatched_images_are_never_silently_ok(case: str) -> None:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, *, allow_known_bugs: bool) -> tuple[object, ...]:
+def scenarios(draw: st.DrawFn, *, allow_hard_cases: bool) -> tuple[object, ...]:
     n = draw(st.integers(min_value=1, max_value=10))
     base64 = draw(st.booleans())
     with_summary = draw(st.booleans())
@@ -281,10 +271,10 @@ def scenarios(draw: st.DrawFn, *, allow_known_bugs: bool) -> tuple[object, ...]:
     for i in range(n):
         if not with_summary and (base64 or counts[names[i]] > 1):
             failed[i] = False  # without a summary, nothing can say which one failed
-        if not allow_known_bugs and with_summary and not base64 and counts[names[i]] > 1:
-            failed[i] = False  # bug: duplicate names with failures (see the xfail test)
-    if not allow_known_bugs and not with_summary and all(failed):
-        failed[0] = False  # bug: nothing matched at all (see the xfail test)
+        if not allow_hard_cases and with_summary and not base64 and counts[names[i]] > 1:
+            failed[i] = False  # covered by the hard-cases variant below
+    if not allow_hard_cases and not with_summary and all(failed):
+        failed[0] = False  # covered by the hard-cases variant below
     task_ids = draw(st.lists(st.sampled_from([T1, T2, T3]), min_size=1, max_size=3, unique=True))
     seed = draw(st.integers(min_value=0, max_value=2**32))
     return names, failed, base64, with_summary, unique, task_ids, seed
@@ -330,20 +320,15 @@ def _check_scenario(scenario: tuple[object, ...]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(scenarios(allow_known_bugs=False))
+@given(scenarios(allow_hard_cases=False))
 def test_every_sent_image_gets_exactly_its_own_result(scenario: tuple[object, ...]) -> None:
     _check_scenario(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: duplicate names with a failed image, and all-failed without summary "
-    "(see the two targeted xfail tests above)",
-)
 @settings(max_examples=300, deadline=None)
-@given(scenarios(allow_known_bugs=True))
+@given(scenarios(allow_hard_cases=True))
 @example([["p.jpg", "p.jpg"], [True, False], False, True, False, [T1], 0])
-def test_every_sent_image_gets_exactly_its_own_result_including_known_bugs(
+def test_every_sent_image_gets_exactly_its_own_result_with_duplicates_and_failures(
     scenario: tuple[object, ...],
 ) -> None:
     _check_scenario(scenario)

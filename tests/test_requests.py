@@ -266,12 +266,6 @@ def test_multipart_filenames_survive_the_parser(name: str) -> None:
         assert image.wire_name == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _requests._quote percent-escapes '\"', CR and LF in filenames, and servers "
-    "(python-multipart, the stdlib) report the escaped name, so it no longer equals "
-    "PreparedImage.wire_name and regrouping by name cannot find the image",
-)
 @pytest.mark.parametrize("name", ['say "cheese".jpg', "line\nbreak.jpg", "cr\rlf.jpg"])
 def test_multipart_filenames_with_quotes_or_newlines_match_the_wire_name(name: str) -> None:
     image = content_image(0, JPEG, name=name)

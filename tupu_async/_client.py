@@ -31,6 +31,7 @@ from ._envelope import decode_inner, excerpt, open_envelope
 from ._events import ClientStats, Hooks
 from ._exceptions import (
     IMAGE_ERROR_CODE,
+    InvalidImageError,
     TupuError,
     error_for_code,
     error_for_http_status,
@@ -306,22 +307,23 @@ class AsyncTupuClient:
             )
         return decoded
 
-    def _prepare_sync(self, item: object, index: int, tag: str | None) -> PreparedImage:
-        image = to_image(item)
-        return load_image(image, index, tag, transform=self._transform)
-
-    async def _prepare(self, item: object, index: int, tags: list[str] | None) -> PreparedImage:
+    async def _prepare(
+        self, item: object, index: int, tags: list[str] | None, transport: Transport
+    ) -> PreparedImage:
+        """Validate one input; file reads and resizing run in a worker thread."""
         image = to_image(item)
         tag = tag_for(tags, index)
-        if image.kind == "url" and self._transform is None:
-            return load_image(image, index, tag)
-        if image.kind == "url":
-            return load_image(image, index, tag)
-        if image.kind == "path" or self._transform is not None:
-            return await anyio.to_thread.run_sync(
-                lambda: load_image(image, index, tag, transform=self._transform)
+        if image.kind != "url" and image.sequence_id is not None and transport == "base64":
+            raise InvalidImageError(
+                f"{image.name or f'image #{index}'}: the base64 endpoint has no sequenceId "
+                f"field; send images with a sequence_id with transport='multipart'"
             )
-        return load_image(image, index, tag)
+        if image.kind == "url" or (image.kind == "bytes" and self._transform is None):
+            return load_image(image, index, tag)
+        transform = self._transform
+        return await anyio.to_thread.run_sync(
+            lambda: load_image(image, index, tag, transform=transform)
+        )
 
     def _build(self, batch: Batch, options: _CallOptions) -> PreparedRequest:
         return build_recognition_request(
@@ -396,7 +398,10 @@ class AsyncTupuClient:
                 f"images, got {len(images)}: use recognize_many, which splits them"
             )
         tag_list = _tag_list(tags)
-        prepared = [await self._prepare(item, i, tag_list) for i, item in enumerate(images)]
+        prepared = [
+            await self._prepare(item, i, tag_list, options.transport)
+            for i, item in enumerate(images)
+        ]
         if len({p.is_url for p in prepared}) > 1:
             raise ValueError(
                 "recognize got URL and content images together, which the API forbids in one "
@@ -505,7 +510,7 @@ class AsyncTupuClient:
         tag_list = _tag_list(tags)
 
         async def prepare(item: object, index: int) -> PreparedImage:
-            return await self._prepare(item, index, tag_list)
+            return await self._prepare(item, index, tag_list, options.transport)
 
         async def send_batch(batch: Batch) -> list[ImageResult]:
             return await self._send_batch(batch, options)
@@ -536,7 +541,9 @@ class AsyncTupuClient:
         Needs ``async with`` on the client. The result's ``index`` is 0.
         """
         options = _CallOptions(tasks, referer, _check_transport(transport))
-        prepared = await self._prepare(image, 0, [tag] if tag is not None else None)
+        prepared = await self._prepare(
+            image, 0, [tag] if tag is not None else None, options.transport
+        )
         if self._task_group is None:
             self._spawn(None)  # raises the explanatory RuntimeError
         key = (prepared.is_url, options.tasks, options.referer, options.transport)

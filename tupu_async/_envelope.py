@@ -87,6 +87,54 @@ _HEAD_KEYS = frozenset({"code", "message", "timestamp", "nonce", "requestId", "s
 _GENERIC_FIELDS = ("name", "label", "rate", "review", "tag")
 
 
+def _as_float(value: object) -> float | None:
+    """A JSON number as float; None for anything else (bools, strings, out-of-range ints)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _lenient_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _lenient_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _lenient_summary(raw: msgspec.Raw) -> list[SummaryItem]:
+    """``summary`` whose fields drifted in type: keep what fits, never fail the response."""
+    items = _any_decoder.decode(raw)
+    if not isinstance(items, list):
+        raise msgspec.ValidationError("summary must be a list")
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise msgspec.ValidationError("summary entries must be objects")
+        code = _lenient_int(item.get("code"))
+        out.append(
+            SummaryItem(
+                code=code if code is not None else 0,
+                message=_lenient_str(item.get("message")),
+                name=_lenient_str(item.get("name")),
+                suggestion=_lenient_int(item.get("suggestion")),
+                risk_type=_lenient_int(item.get("riskType")),
+                risk_task=_lenient_str(item.get("riskTask")),
+                tag=_lenient_str(item.get("tag")),
+            )
+        )
+    return out
+
+
 def excerpt(body: bytes | str) -> str:
     """The start of a body, for error messages."""
     text = body if isinstance(body, str) else body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
@@ -100,7 +148,8 @@ def _describe(body: bytes, status_code: int | None) -> str:
         return f"an empty {status}body"
     head = body.lstrip()[:1]
     if head == b"<":
-        return f"an HTML page ({status}, probably a proxy or gateway error): {excerpt(body)!r}"
+        where = f" ({status.strip()})" if status else ""
+        return f"an HTML page{where}, probably a proxy or gateway error: {excerpt(body)!r}"
     if head in (b"{", b"["):
         return f"a truncated or invalid JSON {status}body: {excerpt(body)!r}"
     return f"a non-JSON {status}body: {excerpt(body)!r}"
@@ -146,7 +195,7 @@ def open_envelope(
     ``APIError`` subclass for a plain-JSON error body, and
     ``SignatureVerificationError`` when the signature does not verify.
     """
-    data = body.encode("utf-8") if isinstance(body, str) else body
+    data = body.encode("utf-8", "replace") if isinstance(body, str) else body
     try:
         outer = _outer_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -195,23 +244,21 @@ def _decode_task(task_id: str, raw: msgspec.Raw) -> TaskResult[Any]:
     for entry in generic.file_list:
         if not isinstance(entry, dict):
             raise msgspec.ValidationError(f"task {task_id}: fileList entries must be objects")
-        extra = {k: v for k, v in entry.items() if k not in _GENERIC_FIELDS}
-        name = entry.get("name")
-        tag = entry.get("tag")
-        rate = entry.get("rate")
-        review = entry.get("review")
-        files.append(
-            GenericFile(
-                name=name if isinstance(name, str) else None,
-                label=entry.get("label"),
-                rate=float(rate)
-                if isinstance(rate, (int, float)) and not isinstance(rate, bool)
-                else None,
-                review=review if isinstance(review, bool) else None,
-                tag=tag if isinstance(tag, str) else None,
-                extra=extra,
-            )
+        name, rate, review, tag = (entry.get(k) for k in ("name", "rate", "review", "tag"))
+        file = GenericFile(
+            name=name if isinstance(name, str) else None,
+            label=entry.get("label"),
+            rate=_as_float(rate),
+            review=review if isinstance(review, bool) else None,
+            tag=tag if isinstance(tag, str) else None,
         )
+        # Everything not kept in a typed field stays in ``extra``, badly typed values too.
+        file.extra = {
+            k: v
+            for k, v in entry.items()
+            if k not in _GENERIC_FIELDS or (v is not None and getattr(file, k) is None)
+        }
+        files.append(file)
     return TaskResult(
         file_list=files,
         statistic=generic.statistic,
@@ -251,13 +298,16 @@ def decode_inner(text: str) -> RecognitionResponse:
                     value = _any_decoder.decode(raw)
                     request_id = None if value is None else str(value)
                 elif key == "summary":
-                    summary = _summary_decoder.decode(raw)
+                    try:
+                        summary = _summary_decoder.decode(raw)
+                    except msgspec.ValidationError:
+                        summary = _lenient_summary(raw)
                 continue
             if bytes(memoryview(raw)[:1]) == b"{":
                 tasks[key] = _decode_task(key, raw)
             else:
                 extra[key] = _any_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
         raise MalformedResponseError(
             f"the signed response text is not the JSON Tupu documents ({exc}): {excerpt(text)!r}",
             body_excerpt=excerpt(text),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Literal, Union
 
@@ -123,8 +124,12 @@ ImageInput = Union[str, "os.PathLike[str]", bytes, Image]
 """What every call accepts for one image."""
 
 
+def _is_http_url(text: str) -> bool:
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
 def _check_url(url: str) -> None:
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if not isinstance(url, str) or not _is_http_url(url):
         raise InvalidImageError(
             f"{url!r} is not an http(s) URL: pass a URL starting with http:// or https://, "
             f"or a local file as pathlib.Path"
@@ -141,7 +146,7 @@ def to_image(item: object) -> Image:
     if isinstance(item, Image):
         return item
     if isinstance(item, str):
-        if item.startswith(("http://", "https://")):
+        if _is_http_url(item):
             return Image.from_url(item)
         if item and os.path.isfile(item):
             return Image.from_path(item)
@@ -250,7 +255,8 @@ class PreparedImage:
         self.url = url
         self.content = content
         self.format = format
-        self.wire_name = wire_name if wire_name is not None else name
+        wire = wire_name if wire_name is not None else name
+        self.wire_name = safe_filename(wire) if content is not None else wire
         self.tag = tag
         self.sequence_id = sequence_id
 
@@ -297,6 +303,19 @@ def _validate_content(
             f"per image: {hint}"
         )
     return data, fmt
+
+
+_UNSAFE_IN_FILENAME = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def safe_filename(name: str) -> str:
+    """The upload file name the service can echo back unchanged.
+
+    Quotes, backslashes and control characters do not survive a multipart round trip
+    (parsers unescape them differently), so they become ``_`` on the wire; the result
+    still reports the original name.
+    """
+    return _UNSAFE_IN_FILENAME.sub("_", name) or "image"
 
 
 def generated_name(data: bytes, fmt: str) -> str:

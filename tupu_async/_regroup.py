@@ -9,7 +9,7 @@ failed when a task's list is shorter than the request).
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -64,9 +64,19 @@ def align(
         got is None or got == want for got, want in zip(names, wire_names, strict=True)
     ):
         return list(entries)
-    queues: dict[str | None, deque[int]] = defaultdict(deque)
+    # By name, in order. When ``summary`` marked some images failed, entries go to the
+    # usable images of that name, provided their count matches the entries of that name.
+    wanted = Counter(names)
+    every: dict[str | None, deque[int]] = defaultdict(deque)
+    ok_only: dict[str | None, deque[int]] = defaultdict(deque)
     for i, wn in enumerate(wire_names):
-        queues[wn].append(i)
+        every[wn].append(i)
+        if usable is None or usable[i]:
+            ok_only[wn].append(i)
+    queues = {
+        name: ok_only[name] if len(ok_only[name]) == count else every[name]
+        for name, count in wanted.items()
+    }
     for entry, name in zip(entries, names, strict=True):
         q = queues.get(name)
         if q:
@@ -104,14 +114,13 @@ def regroup(
             if entry is not None:
                 per_image[i][task_id] = entry
     results: list[ImageResult] = []
-    any_task_entries = any(per_image)
     for i, s in enumerate(sent):
         item = summary[i]
         tasks = per_image[i]
         if item is not None:
             code = item.code
             message = item.message or ("success" if code == 0 else "")
-        elif tasks or not any_task_entries:
+        elif tasks or not response.tasks:
             code, message = response.code, response.message
         else:
             code = IMAGE_ERROR_CODE

@@ -174,6 +174,8 @@ F = TypeVar("F", bound=FileResult)
 
 
 class TopNCount(_Wire):
+    """One line of the violence task's ``topNStatistic``: how many images got ``label``."""
+
     label: int | None = None
     count: int | None = None
 

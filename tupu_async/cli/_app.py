@@ -7,7 +7,9 @@ configuration refused by the service, a bad response signature; 130 interrupted.
 
 from __future__ import annotations
 
+import os
 import pathlib
+import sys
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Annotated
@@ -26,6 +28,7 @@ from ._config import ENV_PUBLIC_KEY, SettingError, Settings, key_source, resolve
 
 __all__ = ["app"]
 
+EXIT_SOME_FAILED = 1
 EXIT_FATAL = 2
 EXIT_INTERRUPTED = 130
 
@@ -75,6 +78,10 @@ def _run(job: Callable[[], Awaitable[int]], errors: Console, *, hint: str = "") 
     except KeyboardInterrupt:
         errors.print(f"[yellow]interrupted[/yellow]{hint}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(EXIT_SOME_FAILED) from None
     except (SettingError, KeyLoadError) as exc:
         raise _fail(errors, str(exc), EXIT_FATAL) from None
     except TupuError as exc:  # only fatal errors escape the calls
@@ -281,8 +288,6 @@ def verify(
     Exit code 0 when the signature is valid, 1 when it is not or the file is not an
     envelope, 2 when the file or the public key cannot be read.
     """
-    import os
-
     from ._verify import run_verify
 
     out, errors = _stdout(), _stderr()

@@ -23,7 +23,7 @@ from rich.table import Table
 from .._client import AsyncTupuClient
 from .._constants import MAX_IMAGES_PER_REQUEST
 from .._images import Image
-from ._report import JsonLinesWriter, ProgressBar, Tally
+from ._report import JsonLinesWriter, ProgressBar, Tally, logs_through
 
 __all__ = ["DemoOptions", "demo_inputs", "run_demo"]
 
@@ -135,9 +135,11 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
     console.print(
         f"[bold]tupu-async demo[/bold]: {options.images} images against a fake Tupu server on "
         f"127.0.0.1 (latency {options.latency:g}s ± {options.jitter:g}s, "
-        f"limit {options.qps:g} requests/s)"
+        f"limit {options.qps:g} requests/s)",
+        highlight=False,
     )
     with contextlib.ExitStack() as stack:
+        stack.enter_context(logs_through(console))
         started = time.monotonic()
         in_thread: FakeTupuServer | None = None
         if options.in_thread:
@@ -165,7 +167,8 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
         console.print(
             f"fake server at {server.base_url} in {where} (started in "
             f"{time.monotonic() - started:.1f}s), fresh RSA key pair for secret id "
-            f"{server.secret_id!r}"
+            f"{server.secret_id!r}",
+            highlight=False,
         )
         tally = Tally()
         client = AsyncTupuClient(
@@ -201,9 +204,11 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
     numbers.add_column("", justify="right")
     numbers.add_row("images", f"{tally.total} in {elapsed:.2f}s")
     numbers.add_row(
-        "images/s",
-        f"[bold cyan]{rate:.0f}[/bold cyan] of a {ceiling:.0f} ceiling "
-        f"({options.qps:g} req/s x {MAX_IMAGES_PER_REQUEST}) = {rate / ceiling:.0%}",
+        "images/s", f"[bold cyan]{rate:.0f}[/bold cyan] ({rate / ceiling:.0%} of the ceiling)"
+    )
+    numbers.add_row(
+        "ceiling",
+        f"{ceiling:.0f} images/s = {options.qps:g} requests/s x {MAX_IMAGES_PER_REQUEST} images",
     )
     numbers.add_row("requests (client)", f"{stats.requests}")
     numbers.add_row("requests (server)", f"{server_stats.total_requests}")

@@ -17,7 +17,7 @@ from .._images import Image
 from .._requests import Transport
 from ._config import Settings
 from ._inputs import count_inputs, expand_inputs, input_name, names_in_output
-from ._report import JsonLinesWriter, ProgressBar, Tally
+from ._report import JsonLinesWriter, ProgressBar, Tally, logs_through
 
 __all__ = ["RecognizeJob", "run_recognize"]
 
@@ -76,7 +76,7 @@ async def run_recognize(job: RecognizeJob, settings: Settings, console: Console)
     }
     tally = Tally()
     client = settings.client(**options)
-    with JsonLinesWriter(job.out, append=job.resume) as writer:
+    with logs_through(console), JsonLinesWriter(job.out, append=job.resume) as writer:
         async with client:
             with ProgressBar(console, total, "recognizing") as bar:
                 async for result in client.iter_recognize(

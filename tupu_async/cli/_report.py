@@ -7,14 +7,19 @@ is not a terminal rich draws the bar once, at the end, with no control codes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Final
 
-from rich.console import Console, Group
+from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,7 +33,14 @@ from rich.table import Table
 
 from .._types import ImageResult
 
-__all__ = ["RISK_TYPES", "SUGGESTIONS", "JsonLinesWriter", "ProgressBar", "Tally"]
+__all__ = [
+    "RISK_TYPES",
+    "SUGGESTIONS",
+    "JsonLinesWriter",
+    "ProgressBar",
+    "Tally",
+    "logs_through",
+]
 
 SUGGESTIONS: Final = {0: "pass", 1: "block", 2: "review"}
 RISK_TYPES: Final = {
@@ -66,7 +78,7 @@ class Tally:
             self.fallbacks += 1
         if not result.ok:
             kind = type(result.error).__name__ if result.error is not None else "error"
-            self.failures[f"{kind} (code {result.code})"] += 1
+            self.failures[kind if result.code == -1 else f"{kind} (code {result.code})"] += 1
             if len(self.failure_examples) < _MAX_FAILURES_SHOWN:
                 self.failure_examples.append((result.name, result.message))
             return
@@ -99,7 +111,10 @@ class Tally:
 
     def failure_lines(self) -> list[str]:
         """A few failed images and why, for the end of a run."""
-        return [f"{name}: {message}" for name, message in self.failure_examples]
+        return [
+            message if message.startswith(f"{name}:") else f"{name}: {message}"
+            for name, message in self.failure_examples
+        ]
 
 
 def _label(names: dict[int, str], value: int | None) -> str:
@@ -221,6 +236,25 @@ class ProgressBar:
         self._progress.update(self._task, description=description, total=self.done)
 
 
-def render(console: Console, *parts: object) -> None:
-    """Print renderables together (a table and its notes) on ``console``."""
-    console.print(Group(*parts))  # type: ignore[arg-type]
+@contextlib.contextmanager
+def logs_through(console: Console) -> Iterator[None]:
+    """Route the ``tupu_async`` logger through ``console`` while the block runs.
+
+    Log lines (a throttle warning, retries with ``TUPU_LOG=info``) then print above a live
+    progress bar instead of tearing it. The level is ``TUPU_LOG`` when set, else WARNING.
+    """
+    logger = logging.getLogger("tupu_async")
+    handler = RichHandler(
+        console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False
+    )
+    level = os.environ.get("TUPU_LOG", "").strip().upper()
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
