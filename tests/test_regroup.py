@@ -228,7 +228,7 @@ def test_entries_without_names_map_by_position_even_if_not_asked() -> None:
     assert [labels(r) for r in results] == [{T1: 0}, {T1: 1}]
 
 
-# --- hard cases: duplicate names with failures, nothing matched ------------------------------------------------------------------------------
+# --- hard cases: duplicate names with failures, nothing matched at all ---
 
 
 def test_duplicate_names_with_a_failed_image_give_the_entry_to_the_survivor() -> None:
