@@ -468,7 +468,7 @@ def test_demo_runs_and_reports_throughput(runner: CliRunner) -> None:
     out = result.stdout
     assert "150/150" in out
     assert "images/s" in out
-    assert "500 ceiling" in out
+    assert "500 images/s = 50 requests/s x 10 images" in out
     assert "mean images per request" in out
     assert "max requests in any 1 s" in out
     assert "deliberately bad inputs" in out
@@ -632,3 +632,22 @@ def test_main_without_the_cli_extra_says_what_to_install(
 
     assert exit_info.value.code == 2
     assert "pip install 'tupu-async[cli]'" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_stops_the_run_quietly(fake: Fake) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tupu_async.cli", "recognize", *urls(400, "pipe-closed")],
+        env=_cli_env(fake),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    _, stderr = proc.communicate(timeout=60)
+
+    assert json.loads(first)["ok"] is True
+    assert proc.returncode == 1
+    assert "Traceback" not in stderr
+    assert "Broken pipe" not in stderr
