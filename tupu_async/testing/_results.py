@@ -63,10 +63,16 @@ MAGIC_OUTCOMES: Final[Mapping[str, str]] = {
     "gambling": "violation label 4: suggestion review",
     "drinking": "violation label 5: suggestion review",
 }
-"""Substrings of the content (bytes) or URL that force an outcome, and what they force."""
+"""Substrings that force an outcome, and what they force.
+
+Looked for anywhere in a URL (case-insensitive), or in the first or last 64 KiB of an
+image's content (case-sensitive bytes).
+"""
 
 _MAGIC_BYTES: Final = tuple(word.encode() for word in MAGIC_OUTCOMES)
 _REVIEW_FRACTION: Final = 1 / 32
+# Magic words are looked for in a URL, or in the first and last 64 KiB of content.
+_MAGIC_SCAN_BYTES: Final = 64 * 1024
 _CACHE_LIMIT: Final = 8192
 
 # riskType values from the summary documentation.
@@ -409,7 +415,12 @@ class Recognizer:
         digest = hashlib.sha256(key).digest()
         outcome = self._cache.get(digest)
         if outcome is None:
-            haystack = key.lower() if image.url is not None else key
+            if image.url is not None:
+                haystack = key.lower()
+            elif len(key) > 2 * _MAGIC_SCAN_BYTES:  # big content: scan its two ends only
+                haystack = key[:_MAGIC_SCAN_BYTES] + b"\n" + key[-_MAGIC_SCAN_BYTES:]
+            else:
+                haystack = key
             magic = frozenset(word for word in _MAGIC_BYTES if word in haystack)
             outcome = _Outcome(digest, magic)
             if len(self._cache) >= _CACHE_LIMIT:
