@@ -1012,3 +1012,19 @@ def test_serve_command_options_build_the_server(tmp_path: pathlib.Path) -> None:
     assert signing_key.public_key_pem == server.public_key_pem
     with pytest.raises(SystemExit):
         _server_from_args(build_parser().parse_args(["serve", "--public-key-file", "x.pem"]))
+
+
+@pytest.mark.anyio
+async def test_a_server_without_tasks_answers_code_13() -> None:
+    harness, client = await _harness_for(FakeTupuServer(tasks=[]))
+    async with client:
+        assert harness.inner(await harness.recognize_urls(urls(1)))["code"] == 13
+
+
+def test_stats_snapshot_is_independent() -> None:
+    stats = FakeServerStats()
+    stats.record_arrival(1.0, "/p")
+    copy = stats.snapshot()
+    stats.record_arrival(1.5, "/p")
+    assert copy.arrivals == [1.0]
+    assert stats.max_in_window(1.0) == 2

@@ -450,6 +450,8 @@ class FakeTupuApp:
         )
         if not auth.ok:
             return self._envelope(auth.code, auth.message, credentials)
+        if not self.settings.tasks:
+            return self._envelope(13, "no task configured for this secretId", credentials)
         tasks = self._tasks(request)
         if isinstance(tasks, str):
             return self._envelope(7, tasks, credentials)

@@ -115,16 +115,23 @@ class FakeServerStats:
 
     @property
     def accepted_arrivals(self) -> list[float]:
-        return [t for t, ok in zip(self.arrivals, self.arrival_accepted, strict=True) if ok]
+        return [t for t, ok in zip(self.arrivals, self.arrival_accepted, strict=False) if ok]
+
+    def snapshot(self) -> FakeServerStats:
+        """An independent copy of the numbers as they are now."""
+        return FakeServerStats.from_dict(self.to_dict())
 
     def arrivals_for(
         self, secret_id: str | None = None, *, accepted_only: bool = False
     ) -> list[float]:
-        """Arrival times, optionally only one secret id's and only accepted ones."""
+        """Arrival times, optionally only one secret id's and only accepted ones.
+
+        (``strict=False``: a server thread may be appending to the lists meanwhile.)
+        """
         return [
             t
             for t, sid, ok in zip(
-                self.arrivals, self.arrival_secret_ids, self.arrival_accepted, strict=True
+                self.arrivals, self.arrival_secret_ids, self.arrival_accepted, strict=False
             )
             if (secret_id is None or sid == secret_id) and (ok or not accepted_only)
         ]
