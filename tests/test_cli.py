@@ -651,3 +651,43 @@ def test_a_closed_pipe_stops_the_run_quietly(fake: Fake) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in stderr
     assert "Broken pipe" not in stderr
+
+
+def test_resize_without_pillow_exits_2_saying_what_to_install(
+    fake: Fake, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+
+    result = runner.invoke(app, ["recognize", *urls(1), "--resize"], env=fake.env)
+
+    assert result.exit_code == 2
+    assert "pip install 'tupu-async[images]'" in result.stderr
+
+
+def test_names_with_brackets_are_printed_literally(
+    fake: Fake, runner: CliRunner, tmp_path: pathlib.Path
+) -> None:
+    odd = tmp_path / "[bold]odd[red].png"
+    odd.write_bytes(b"not an image")
+
+    result = runner.invoke(app, ["recognize", str(odd)], env={**fake.env, "COLUMNS": "300"})
+
+    assert result.exit_code == 1
+    assert "[bold]odd[red].png" in result.stderr
+
+
+def test_resize_option_shrinks_a_large_file(
+    fake: Fake, runner: CliRunner, tmp_path: pathlib.Path
+) -> None:
+    from PIL import Image as PILImage
+
+    big = tmp_path / "big.png"
+    PILImage.frombytes("RGB", (1100, 1000), os.urandom(1100 * 1000 * 3)).save(big)
+
+    without = runner.invoke(app, ["recognize", str(big)], env=fake.env)
+    with_resize = runner.invoke(app, ["recognize", str(big), "--resize"], env=fake.env)
+
+    assert without.exit_code == 1
+    assert "resize=True" in json_lines(without.stdout)[0]["message"]  # type: ignore[operator]
+    assert with_resize.exit_code == 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._client import AsyncTupuClient
@@ -222,7 +223,7 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
     console.print(numbers)
     console.print(tally.table())
     for line in tally.failure_lines():
-        console.print(f"[red]failed[/red] {line}", highlight=False)
+        console.print(f"[red]failed[/red] {escape(line)}", highlight=False)
     expected = expected_failures
     if tally.failed > expected:
         console.print(f"[red]{tally.failed - expected} unexpected failures[/red]")

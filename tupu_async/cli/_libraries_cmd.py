@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._libraries import LibraryItemOutcome
@@ -75,9 +76,9 @@ def _outcomes(console: Console, outcomes: list[LibraryItemOutcome], as_json: boo
         table.add_column("result", overflow="fold")
         for o in outcomes:
             table.add_row(
-                o.name,
+                escape(o.name),
                 str(o.code),
-                "[green]ok[/green]" if o.ok else f"[red]{o.error or 'failed'}[/red]",
+                "[green]ok[/green]" if o.ok else f"[red]{escape(o.error or 'failed')}[/red]",
             )
         console.print(table)
     failed = sum(1 for o in outcomes if not o.ok)
@@ -98,8 +99,8 @@ async def run_search(settings: Settings, name: str | None, as_json: bool, consol
     for lib in libraries:
         kind = lib.library_type
         table.add_row(
-            lib.id,
-            lib.name,
+            escape(lib.id),
+            escape(lib.name),
             kind.name.lower() if kind is not None else str(lib.type),
             "" if lib.threshold is None else f"{lib.threshold:g}",
             "" if lib.status is None else str(lib.status),
@@ -115,13 +116,13 @@ async def run_list(settings: Settings, library_id: str, as_json: bool, console: 
     if as_json:
         _emit_json(console, images)
         return 0
-    table = Table(title=f"{len(images)} images in {library_id}", title_justify="left")
+    table = Table(title=escape(f"{len(images)} images in {library_id}"), title_justify="left")
     table.add_column("name", overflow="fold")
     table.add_column("url", overflow="fold")
     table.add_column("updated")
     for image in images:
         updated = image.updated_at.isoformat() if image.updated_at else (image.updated_at_raw or "")
-        table.add_row(image.name, image.url or "", updated)
+        table.add_row(escape(image.name), escape(image.url or ""), escape(updated))
     console.print(table)
     return 0
 
@@ -165,7 +166,7 @@ async def run_sync(
         _emit_json(console, report)
         return 0 if report.ok else 1
     verb = ("would add", "would delete") if dry_run else ("added", "deleted")
-    table = Table(title=report.summary(), title_justify="left")
+    table = Table(title=escape(report.summary()), title_justify="left")
     table.add_column("change")
     table.add_column("names", overflow="fold")
     table.add_row(verb[0], _names(report.added))
@@ -174,7 +175,7 @@ async def run_sync(
     if report.skipped:
         table.add_row("skipped (not images)", _names(report.skipped))
     for o in report.failed:
-        table.add_row("[red]failed[/red]", f"{o.name}: {o.error or f'code {o.code}'}")
+        table.add_row("[red]failed[/red]", escape(f"{o.name}: {o.error or f'code {o.code}'}"))
     console.print(table)
     return 0 if report.ok else 1
 
@@ -182,4 +183,4 @@ async def run_sync(
 def _names(names: list[str], limit: int = 20) -> str:
     shown = ", ".join(names[:limit])
     more = f" ... (+{len(names) - limit})" if len(names) > limit else ""
-    return f"{len(names)}: {shown}{more}" if names else "0"
+    return escape(f"{len(names)}: {shown}{more}") if names else "0"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from .._images import Image
 from .._requests import Transport
@@ -63,7 +64,9 @@ async def run_recognize(job: RecognizeJob, settings: Settings, console: Console)
         skipped = total - pending_total
         total = pending_total
     if skipped:
-        console.print(f"resuming: {skipped} images already in {job.out}, skipping them")
+        console.print(
+            f"resuming: {skipped} images already in {escape(job.out or '')}, skipping them"
+        )
     if total == 0:
         console.print("nothing to recognise")
         return EXIT_OK
@@ -93,10 +96,10 @@ async def run_recognize(job: RecognizeJob, settings: Settings, console: Console)
         f"{tally.total} images in {elapsed:.1f}s ({tally.total / max(elapsed, 1e-9):.0f} "
         f"images/s), {stats.requests} requests, {stats.retries} retries"
         + (f", {stats.fallbacks} URL fallbacks" if stats.fallbacks else "")
-        + (f"; results in {job.out}" if job.out else "")
+        + (f"; results in {escape(job.out)}" if job.out else "")
     )
     for line in tally.failure_lines():
-        console.print(f"[red]failed[/red] {line}", markup=True, highlight=False)
+        console.print(f"[red]failed[/red] {escape(line)}", highlight=False)
     if tally.failed > len(tally.failure_lines()):
         console.print(f"... and {tally.failed - len(tally.failure_lines())} more failures")
     return EXIT_SOME_FAILED if tally.failed else EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._envelope import verify_envelope
@@ -21,9 +22,11 @@ def run_verify(envelope: pathlib.Path, public_key: KeySource | None, console: Co
     key_name = "the bundled official Tupu key" if public_key is None else "the given public key"
     console.print(f"[green]signature valid[/green] (checked with {key_name})")
     console.print(
-        f"code {response.code} ({response.message or 'no message'}), "
-        f"timestamp {response.timestamp}, nonce {response.nonce}"
-        + (f", request id {response.request_id}" if response.request_id else "")
+        escape(
+            f"code {response.code} ({response.message or 'no message'}), "
+            f"timestamp {response.timestamp}, nonce {response.nonce}"
+            + (f", request id {response.request_id}" if response.request_id else "")
+        )
     )
     table = Table(title=f"{len(response.images)} images", title_justify="left")
     table.add_column("#", justify="right")
@@ -35,13 +38,15 @@ def run_verify(envelope: pathlib.Path, public_key: KeySource | None, console: Co
     for image in response.images:
         table.add_row(
             str(image.index),
-            image.name,
+            escape(image.name),
             str(image.code),
             SUGGESTIONS.get(image.suggestion, "-") if image.suggestion is not None else "-",
             RISK_TYPES.get(image.risk_type, "-") if image.risk_type is not None else "-",
-            "\n".join(
-                f"{task[:8]}: label {getattr(entry, 'label', None)}"
-                for task, entry in image.tasks.items()
+            escape(
+                "\n".join(
+                    f"{task[:8]}: label {getattr(entry, 'label', None)}"
+                    for task, entry in image.tasks.items()
+                )
             ),
         )
     console.print(table)
