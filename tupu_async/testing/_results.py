@@ -15,6 +15,7 @@ is derived from the same entries, so both always agree.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -69,12 +70,13 @@ Looked for anywhere in a URL (case-insensitive), or in the first or last 64 KiB 
 image's content (case-sensitive bytes).
 """
 
-_MAGIC_BYTES: Final = tuple(word.encode() for word in MAGIC_OUTCOMES)
+_MAGIC_PATTERN: Final = re.compile(b"|".join(re.escape(word.encode()) for word in MAGIC_OUTCOMES))
+_NO_MAGIC: Final[frozenset[bytes]] = frozenset()
 _REVIEW_FRACTION: Final = 1 / 32
 # Magic words are looked for in a URL, or in the first and last 64 KiB of content.
 _MAGIC_SCAN_BYTES: Final = 64 * 1024
 _CACHE_LIMIT: Final = 8192
-POOL_SIZE: Final = 256
+POOL_SIZE: Final = 256  # one variant per value of a digest byte
 
 # riskType values from the summary documentation.
 _RISK_POLITICS: Final = 1
@@ -353,10 +355,11 @@ _encode = msgspec.json.Encoder().encode
 class _TaskVerdict:
     """One task's cached verdict on one image, with its fileList entry pre-encoded."""
 
-    __slots__ = ("entry", "fragment", "label", "review", "risk_type", "suggestion")
+    __slots__ = ("entry", "fragment", "label", "rank", "review", "risk_type", "suggestion")
 
     def __init__(self, verdict: Verdict) -> None:
         entry, self.suggestion, self.risk_type = verdict
+        self.rank = _SEVERITY_RANK[self.suggestion]
         self.entry = entry
         self.label: int = entry["label"]
         self.review: bool = entry["review"]
@@ -428,6 +431,9 @@ class Recognizer:
         self._cache: dict[bytes, _Outcome] = {}
         self._pools: dict[tuple[str, frozenset[bytes]], list[_TaskVerdict]] = {}
         self._offsets: dict[str, int] = {}
+        self._plans: dict[
+            tuple[tuple[str, ...], frozenset[bytes]], tuple[tuple[int, list[_TaskVerdict]], ...]
+        ] = {}
         self._rows: dict[tuple[bytes, str | None, str | None, tuple[str, ...]], _Row] = {}
 
     def image_error(self, image: ImageInput) -> str | None:
@@ -458,7 +464,8 @@ class Recognizer:
                 haystack = key[:_MAGIC_SCAN_BYTES] + b"\n" + key[-_MAGIC_SCAN_BYTES:]
             else:
                 haystack = key
-            magic = frozenset(word for word in _MAGIC_BYTES if word in haystack)
+            found = _MAGIC_PATTERN.findall(haystack)
+            magic = frozenset(found) if found else _NO_MAGIC
             outcome = _Outcome(digest, magic)
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
@@ -476,11 +483,24 @@ class Recognizer:
             self._pools[(task, magic)] = pool
         return pool
 
-    def _verdict(self, outcome: _Outcome, task: str) -> _TaskVerdict:
+    def _offset(self, task: str) -> int:
+        """Which byte of an image's SHA-256 picks ``task``'s variant."""
         offset = self._offsets.get(task)
-        if offset is None:  # which digest byte picks this task's variant
-            offset = self._offsets[task] = zlib.crc32(task.encode()) % len(outcome.digest)
-        return self._pool(task, outcome.magic)[outcome.digest[offset] % POOL_SIZE]
+        if offset is None:
+            offset = self._offsets[task] = zlib.crc32(task.encode()) % 32
+        return offset
+
+    def _plan(
+        self, tasks: tuple[str, ...], magic: frozenset[bytes]
+    ) -> tuple[tuple[int, list[_TaskVerdict]], ...]:
+        plan = self._plans.get((tasks, magic))
+        if plan is None:
+            plan = tuple((self._offset(task), self._pool(task, magic)) for task in tasks)
+            self._plans[(tasks, magic)] = plan
+        return plan
+
+    def _verdict(self, outcome: _Outcome, task: str) -> _TaskVerdict:
+        return self._pool(task, outcome.magic)[outcome.digest[self._offset(task)]]
 
     def entries(self, image: ImageInput, task: str) -> Entry:
         """The fileList entry (without name and tag) ``task`` gives ``image``."""
@@ -497,11 +517,17 @@ class Recognizer:
             if tag is not None:
                 suffix += b',"tag":' + _encode(tag)
             suffix += b"}"
-            verdicts = tuple(self._verdict(outcome, task) for task in tasks)
+            digest = outcome.digest
+            verdicts = tuple(
+                [pool[digest[offset]] for offset, pool in self._plan(tasks, outcome.magic)]
+            )
             suggestion, risk_type, risk_task = SUGGESTION_PASS, 0, ""
-            for task, verdict in zip(tasks, verdicts, strict=True):
-                if _SEVERITY_RANK[verdict.suggestion] > _SEVERITY_RANK[suggestion]:
-                    suggestion, risk_type, risk_task = verdict.suggestion, verdict.risk_type, task
+            worst = 0
+            for position, verdict in enumerate(verdicts):
+                if verdict.rank > worst:
+                    worst = verdict.rank
+                    suggestion, risk_type = verdict.suggestion, verdict.risk_type
+                    risk_task = tasks[position]
             entry: dict[str, Any] = {"code": 0, "message": "success"}
             if image.name is not None:
                 entry["name"] = image.name
