@@ -499,13 +499,6 @@ class Recognizer:
             self._plans[(tasks, magic)] = plan
         return plan
 
-    def _verdict(self, outcome: _Outcome, task: str) -> _TaskVerdict:
-        return self._pool(task, outcome.magic)[outcome.digest[self._offset(task)]]
-
-    def entries(self, image: ImageInput, task: str) -> Entry:
-        """The fileList entry (without name and tag) ``task`` gives ``image``."""
-        return dict(self._verdict(self._outcome(image), task).entry)
-
     def _row(self, image: ImageInput, tag: str | None, tasks: tuple[str, ...]) -> _Row:
         outcome = self._outcome(image)
         key = (outcome.digest, image.name, tag, tasks)
