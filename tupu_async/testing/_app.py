@@ -239,6 +239,17 @@ class FakeTupuApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @property
+    def may_sleep(self) -> bool:
+        """Whether a request may now be held by latency or a timeout fault."""
+        settings = self.settings
+        if settings.latency > 0 or settings.latency_jitter > 0:
+            return True
+        plan = self.fault_plan
+        if faults.TIMEOUT in plan.pending:
+            return True
+        return plan.config.rate > 0 and faults.TIMEOUT in plan.config.kinds
+
     # -- plumbing -----------------------------------------------------------------------
 
     async def _send(self, send: Send, reply: _Reply, *, count: bool = True) -> None:
