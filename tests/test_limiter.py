@@ -396,3 +396,37 @@ async def test_unlimited_limiter_never_waits() -> None:
     await limiter.aclose()
     assert limiter.qps == math.inf
     assert limiter.current_rate == math.inf
+
+
+# --- sends that lag their permit ------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lags=st.lists(st.floats(min_value=0.0, max_value=0.08), min_size=60, max_size=200),
+    arrivals=st.lists(st.floats(min_value=0.0, max_value=0.03), min_size=60, max_size=200),
+)
+def test_lagging_sends_never_bunch_up_in_any_window(
+    lags: list[float], arrivals: list[float]
+) -> None:
+    """Requests sent late (after their permit) still never exceed the cap at send time."""
+    schedule = WindowSchedule(qps=20, margin=0.0)
+    now = 0.0
+    sent_times: list[float] = []
+    pending: list[tuple[float, float]] = []  # (send time, start)
+    for lag, gap in zip(lags, arrivals, strict=False):
+        now += gap
+        # sends whose time has come are reported before the next permit is granted
+        for when, start in sorted(pending):
+            if when <= now:
+                schedule.record_sent(start, when)
+        pending = [(w, s) for w, s in pending if w > now]
+        start = schedule.reserve(now)
+        now = start
+        pending.append((start + lag, start))
+        sent_times.append(start + lag)
+    times = sorted(sent_times)
+    # every send was reported before the permit 20 places later (lags < spacing * 20)
+    for i, t in enumerate(times):
+        inside = sum(1 for u in times[i:] if u < t + schedule.window)
+        assert inside <= schedule.limit

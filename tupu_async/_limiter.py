@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_THROTTLE_PAUSE",
     "LocalLimiter",
     "RateLimiter",
+    "SentHook",
     "UnlimitedLimiter",
     "WindowSchedule",
 ]
@@ -38,6 +40,10 @@ DEFAULT_THROTTLE_PAUSE: Final = 1.0
 # per grant does not erode the rate), but at most this much lateness is forgiven (and never
 # more than half a spacing), so a stalled event loop cannot turn into a burst.
 _MAX_FORGIVEN_LATENESS: Final = 0.005
+
+
+SentHook = Callable[[], None]
+"""Called (at most once) when the request a permit was for has actually been sent."""
 
 
 @runtime_checkable
@@ -59,8 +65,13 @@ class RateLimiter(Protocol):
         """The rate in force now: lower than ``qps`` after throttling, recovering over time."""
         ...
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start now, then take that slot."""
+    async def acquire(self) -> SentHook | None:
+        """Wait until one more request may start now, then take that slot.
+
+        May return a :data:`SentHook`: the caller calls it once the request has been
+        written to the network, so the limiter can count the real send time (a send that
+        lags its permit must not bunch up with the next ones at the server).
+        """
         ...
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
@@ -81,8 +92,10 @@ class WindowSchedule:
 
     Guarantee: if every start is recorded with :meth:`record_start` at a time no earlier
     than :meth:`not_before` (and start times never decrease), then no half-open window
-    ``[t, t + period + margin)`` holds more than ``floor(qps)`` starts. The window log (the
-    last ``floor(qps)`` start times) is what guarantees it; the pacer only spreads starts
+    ``[t, t + period + margin)`` holds more than ``floor(qps)`` starts; a start moved
+    later by :meth:`record_sent` counts at its later time for every slot granted after.
+    The window log (the latest ``floor(qps)`` start times) is what guarantees it; the pacer
+    only spreads starts
     at least ``(period + margin) / current_rate`` apart so that they do not come in bursts.
 
     Throttling is AIMD. :meth:`throttle` pauses every start until ``now + retry_after``
@@ -126,7 +139,9 @@ class WindowSchedule:
         self._limit = math.floor(qps)
         self._window = self._period + self._margin
         self._rate = self._qps
-        self._starts: deque[float] = deque(maxlen=self._limit)
+        # The ``limit`` latest start times, sorted; a start is its grant time until the
+        # request is known to have been sent later (record_sent moves it).
+        self._starts: list[float] = []
         self._pace_anchor = -math.inf
         self._paused_until = -math.inf
         self._halving_blocked_until = -math.inf
@@ -195,9 +210,30 @@ class WindowSchedule:
         """
         if slot is None:
             slot = started
-        self._starts.append(started)
+        self._log(started)
         forgiven = min(_MAX_FORGIVEN_LATENESS, self.spacing / 2)
         self._pace_anchor = max(slot, started - forgiven)
+
+    def _log(self, started: float) -> None:
+        bisect.insort(self._starts, started)
+        if len(self._starts) > self._limit:
+            del self._starts[0]
+
+    def record_sent(self, started: float, sent: float) -> None:
+        """The request that started at ``started`` was actually sent at ``sent``.
+
+        The window log counts the later of the two, so a send that lagged its permit
+        (a busy event loop, a slow connection) pushes the following permits back instead
+        of arriving at the server bunched up with them.
+        """
+        if sent <= started:
+            return
+        i = bisect.bisect_left(self._starts, started)
+        if i < len(self._starts) and self._starts[i] == started:
+            del self._starts[i]
+        elif self._starts and len(self._starts) == self._limit and sent <= self._starts[0]:
+            return
+        self._log(sent)
 
     def reserve(self, now: float) -> float:
         """Take the next slot for a request arriving at ``now`` and return its time."""
@@ -231,10 +267,13 @@ class LocalLimiter:
     Guarantee: across all coroutines sharing the limiter, no more than ``floor(qps)``
     calls to :meth:`acquire` return within ANY window of ``period + margin`` seconds (so
     never more than ``qps`` in any ``period``, even as seen by a server that counts at
-    arrival after up to ``margin`` seconds of send-side jitter). The times counted are
+    arrival after up to ``margin`` seconds of network jitter). The times counted are
     read from ``clock`` at the moment :meth:`acquire` returns, not planned times, so a
-    stalled event loop cannot cause an overrun. Every HTTP attempt, retries included,
-    must take one permit.
+    stalled event loop cannot cause an overrun; and when the caller calls the hook that
+    :meth:`acquire` returns once its request is on the wire, the later of the two times
+    counts, so a send that lagged its permit delays the next permits instead of reaching
+    the server bunched up with them. Every HTTP attempt, retries included, must take one
+    permit.
 
     Smooth: consecutive starts are paced ``(period + margin) / current_rate`` apart, so
     with continuous demand the long-run rate is ``qps / (1 + margin / period)`` per
@@ -305,24 +344,35 @@ class LocalLimiter:
         """How many callers are waiting in :meth:`acquire` right now."""
         return len(self._line)
 
-    async def acquire(self) -> None:
-        """Wait (first come, first served) until one more request may start, and take it."""
+    async def acquire(self) -> SentHook:
+        """Wait (first come, first served) until one more request may start, and take it.
+
+        Returns a hook to call once the request is actually on the wire: the window log
+        then counts that later time (see :meth:`WindowSchedule.record_sent`).
+        """
         await anyio.lowlevel.checkpoint_if_cancelled()
         if not self._line:
             now = self._clock()
             if self._schedule.not_before() <= now:
                 self._schedule.record_start(now)
-                return
+                return self._sent_hook(now)
         turn = anyio.Event()
         self._line.append(turn)
         try:
             if self._line[0] is not turn:
                 await turn.wait()
-            await self._wait_for_slot_and_start()
+            started = await self._wait_for_slot_and_start()
         finally:
             self._leave_line(turn)
+        return self._sent_hook(started)
 
-    async def _wait_for_slot_and_start(self) -> None:
+    def _sent_hook(self, started: float) -> SentHook:
+        def sent() -> None:
+            self._schedule.record_sent(started, self._clock())
+
+        return sent
+
+    async def _wait_for_slot_and_start(self) -> float:
         """As head of the line: sleep until the slot (re-planned if a throttle moved it)."""
         slot = self._schedule.earliest_start(self._clock())
         while True:
@@ -333,6 +383,7 @@ class LocalLimiter:
             await anyio.sleep(slot - now)
         # No await between reading `now` and returning: this is the start time.
         self._schedule.record_start(now, slot)
+        return now
 
     def _leave_line(self, turn: anyio.Event) -> None:
         if self._line and self._line[0] is turn:

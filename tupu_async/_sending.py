@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -15,7 +15,7 @@ import httpx
 from ._constants import USER_AGENT
 from ._events import ClientStats, Hooks, RequestEvent, logger
 from ._exceptions import RateLimitError, TupuError
-from ._limiter import RateLimiter
+from ._limiter import RateLimiter, SentHook
 from ._requests import PreparedRequest
 from ._retry import RetryPolicy, classify_httpx_error, should_retry
 from ._signing import Signer
@@ -25,6 +25,19 @@ __all__ = ["RequestSender", "ResponseParser"]
 T = TypeVar("T")
 ResponseParser = Callable[[httpx.Response], T]
 """Turns one HTTP response into a result, or raises a classified ``TupuError``."""
+
+
+_BODY_SENT = "http11.send_request_body.complete"
+
+
+def _trace_extension(mark_sent: SentHook) -> dict[str, Any]:
+    """An httpcore trace hook that tells the limiter when the request is on the wire."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == _BODY_SENT:
+            mark_sent()
+
+    return {"trace": trace}
 
 
 class RequestSender:
@@ -75,7 +88,7 @@ class RequestSender:
         stats = self.stats
         attempt = 0
         while True:
-            await self._limiter.acquire()
+            mark_sent = await self._limiter.acquire()
             signed = self._signer.sign()
             body = request.body(signed)
             stats.requests += 1
@@ -93,7 +106,12 @@ class RequestSender:
             status: int | None = None
             error: TupuError
             try:
-                response = await self._http.post(url, content=body, headers=headers)
+                response = await self._http.post(
+                    url,
+                    content=body,
+                    headers=headers,
+                    extensions=_trace_extension(mark_sent) if mark_sent is not None else None,
+                )
             except httpx.HTTPError as exc:
                 error = classify_httpx_error(exc)
             else:
