@@ -84,6 +84,8 @@ class RequestSender:
 
     async def send(self, request: PreparedRequest, parse: ResponseParser[T]) -> T:
         url = self._base_url + request.path
+        # Logs and hook events name the endpoint, not the secret id inside its path.
+        shown = request.path.replace(self._signer.secret_id, "<secretId>")
         headers = self._headers_for(request.content_type)
         stats = self.stats
         attempt = 0
@@ -93,11 +95,11 @@ class RequestSender:
             body = request.body(signed)
             stats.requests += 1
             stats.in_flight += 1
-            self._hooks.emit("on_request", RequestEvent(request.path, request.image_count, attempt))
+            self._hooks.emit("on_request", RequestEvent(shown, request.image_count, attempt))
             if logger.isEnabledFor(10):
                 logger.debug(
                     "POST %s (%d images, attempt %d, %d bytes, signature=***)",
-                    request.path,
+                    shown,
                     request.image_count,
                     attempt,
                     len(body),
@@ -128,7 +130,7 @@ class RequestSender:
                     self._hooks.emit(
                         "on_response",
                         RequestEvent(
-                            request.path,
+                            shown,
                             request.image_count,
                             attempt,
                             status,
@@ -141,7 +143,7 @@ class RequestSender:
             elapsed = time.monotonic() - started
             self._hooks.emit(
                 "on_response",
-                RequestEvent(request.path, request.image_count, attempt, status, elapsed, error),
+                RequestEvent(shown, request.image_count, attempt, status, elapsed, error),
             )
             retry_after = getattr(error, "retry_after", None)
             if isinstance(error, RateLimitError):
@@ -149,7 +151,7 @@ class RequestSender:
                 self._hooks.emit(
                     "on_throttle",
                     RequestEvent(
-                        request.path,
+                        shown,
                         request.image_count,
                         attempt,
                         status,
@@ -165,18 +167,24 @@ class RequestSender:
                 await self._limiter.on_throttle(retry_after)
             if not should_retry(error) or attempt >= self._policy.max_retries:
                 stats.failures += 1
+                if should_retry(error):
+                    logger.warning(
+                        "giving up on %s (%d images) after %d attempts: %s",
+                        shown,
+                        request.image_count,
+                        attempt + 1,
+                        error,
+                    )
                 raise error
             delay = self._policy.delay(attempt, retry_after)
             stats.retries += 1
             self._hooks.emit(
                 "on_retry",
-                RequestEvent(
-                    request.path, request.image_count, attempt, status, elapsed, error, delay
-                ),
+                RequestEvent(shown, request.image_count, attempt, status, elapsed, error, delay),
             )
             logger.info(
                 "retrying %s in %.2fs (attempt %d of %d): %s",
-                request.path,
+                shown,
                 delay,
                 attempt + 1,
                 self._policy.max_retries,
