@@ -206,6 +206,7 @@ class FakeServerProcess:
     connections at :attr:`base_url`; :meth:`stop` (or leaving the block) terminates it
     and removes its temporary files. When no ``public_key`` is given a key pair is
     generated for ``secret_id``: :attr:`private_key_pem` holds its private half.
+    ``cpus`` pins the child to those CPU cores (Linux), e.g. ``{1}`` with the client on 0.
     """
 
     def __init__(
@@ -230,8 +231,10 @@ class FakeServerProcess:
         signing_key: KeySource | None = None,
         python: str = sys.executable,
         startup_timeout: float = 30.0,
+        cpus: set[int] | None = None,
     ) -> None:
         self.secret_id = secret_id
+        self._cpus = set(cpus) if cpus else None
         self.private_key_pem: bytes | None = None
         if public_key is None:
             client_key = generate_private_key(1024)
@@ -329,6 +332,10 @@ class FakeServerProcess:
         self.public_key_pem = ready["public_key_pem"].encode("ascii")
         self.libraries = dict(ready.get("libraries", {}))
         self.pid = int(ready["pid"])
+        if self._cpus and hasattr(os, "sched_setaffinity"):
+            # Like the real service, the fake gets hardware of its own: on a small machine
+            # a benchmark pins it away from the client so neither steals the other's core.
+            os.sched_setaffinity(self.pid, self._cpus)
         return self
 
     def _read_ready_line(self) -> str | None:
