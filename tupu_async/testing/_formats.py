@@ -1,4 +1,9 @@
-"""Image format sniffing from magic bytes, for the formats the Tupu API accepts."""
+"""Image format sniffing from magic bytes, for the formats the Tupu API accepts.
+
+Deliberately independent of ``tupu_async._images.sniff_format``: the fake server is
+what checks the client, so it must not share the client's code (a bug there would be
+invisible to every test).
+"""
 
 from __future__ import annotations
 
