@@ -1,0 +1,380 @@
+"""Shared helpers of the loopback benchmarks (``throughput.py``, ``multiprocess.py``).
+
+Holds: the API ceiling the results are divided by, the client key (RSA-2048, the size the
+CPU targets assume), synthetic URL inputs, the fake server in its own process, a throwaway
+``redis-server``, an RSS sampler, small statistics, the machine description written with
+every result, the results JSON writer and the printed tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+import psutil
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tupu_async import AsyncTupuClient
+from tupu_async.testing import FakeServerProcess, spawn_fake_server
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+#: The API's limits per secret id: 50 requests in any second, 10 images per request.
+CEILING_QPS = 50
+IMAGES_PER_REQUEST = 10
+CEILING_IMAGES_PER_S = float(CEILING_QPS * IMAGES_PER_REQUEST)
+
+SECRET_ID = "bench-secret"
+#: The slow server of the issue: 300 ms +- 100 ms per answer (uniform), 50-QPS window.
+LATENCY = 0.3
+JITTER = 0.1
+
+
+def client_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A fresh client key; 2048 bits by default, as the issue's CPU target assumes."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """``key`` as unencrypted PKCS#8 PEM, to hand to another process."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def url_images(
+    count: int, start: int = 0, prefix: str = "https://img.example.com/b"
+) -> Iterator[str]:
+    """``count`` distinct plain image URLs (none holds a fake-server magic substring)."""
+    for number in range(start, start + count):
+        yield f"{prefix}/{number:07d}.jpg"
+
+
+def fake_server(
+    key: rsa.RSAPrivateKey,
+    *,
+    latency: float = 0.0,
+    jitter: float = 0.0,
+    qps_limit: float | None = float(CEILING_QPS),
+    secret_id: str = SECRET_ID,
+) -> FakeServerProcess:
+    """A started fake Tupu server in its own process, accepting ``key`` for ``secret_id``."""
+    return spawn_fake_server(
+        secret_id=secret_id,
+        public_key=key.public_key(),
+        latency=latency,
+        latency_jitter=jitter,
+        qps_limit=qps_limit,
+    )
+
+
+def client_for(
+    server: FakeServerProcess, key: rsa.RSAPrivateKey | bytes, **options: Any
+) -> AsyncTupuClient:
+    """A client of ``server`` (its base URL and response-signing key), other options as given."""
+    return AsyncTupuClient(
+        server.secret_id,
+        key,
+        base_url=server.base_url,
+        tupu_public_key=server.public_key_pem,
+        **options,
+    )
+
+
+def batches_of(urls: Iterable[str], size: int = IMAGES_PER_REQUEST) -> list[list[str]]:
+    items = list(urls)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def warm_up(server: FakeServerProcess, key: rsa.RSAPrivateKey) -> None:
+    """A few requests so the fake server's own first-request costs (imports, code paths)
+    do not delay the arrivals it records; then fresh statistics and windows."""
+    async with client_for(server, key) as client:
+        for batch in batches_of(url_images(30)):
+            await client.recognize(batch)
+        await client.recognize_one("https://img.example.com/warm.jpg")
+    await server.areset()
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def window_overruns(times: Sequence[float], limit: int, window: float = 1.0) -> int:
+    """How many of ``times`` close a trailing window ``(t - window, t]`` holding > ``limit``."""
+    ordered = sorted(times)
+    overruns = start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        if end - start + 1 > limit:
+            overruns += 1
+    return overruns
+
+
+def send_delays(starts: Sequence[float], arrivals: Sequence[float]) -> list[float]:
+    """Server arrival minus client start, matching the i-th earliest of each (same clock).
+
+    Requests leave in the order they were granted (paced ~20 ms apart, while a send takes
+    a few ms), so matching by rank pairs each request with its own arrival.
+    """
+    return [a - s for s, a in zip(sorted(starts), sorted(arrivals), strict=False)]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in [0, 1]); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+# -- the machine and the results -----------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on (load average included: other work skews them)."""
+    model = ""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in load],
+        "event_loop": "asyncio (default policy)",
+    }
+
+
+def write_results(name: str, data: dict[str, Any]) -> pathlib.Path:
+    """Write ``benchmarks/results/<name>.json`` and return its path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
+def fmt(value: object, digits: int = 2) -> str:
+    """A table cell: floats rounded, None as a dash."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print an aligned table: the first column left-aligned, the others right-aligned."""
+    cells = [[fmt(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    print(f"\n{title}")
+
+    def line(row: Sequence[str]) -> str:
+        parts = [row[0].ljust(widths[0])]
+        parts += [cell.rjust(widths[i + 1]) for i, cell in enumerate(row[1:])]
+        return "  ".join(parts)
+
+    print(line(list(headers)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print(line(row))
+
+
+def check(measured: float, target: float, *, at_most: bool = False) -> bool:
+    """Whether ``measured`` meets ``target`` (>= by default, <= with ``at_most``)."""
+    return measured <= target if at_most else measured >= target
+
+
+# -- RSS -----------------------------------------------------------------------------------
+
+
+class RssSampler:
+    """Samples this process's resident set size from a background asyncio task.
+
+    :meth:`mark_baseline` records the RSS at that moment (after a warm-up); ``peak`` is
+    the largest sample since the sampler started, ``peak_after_baseline`` the largest one
+    taken after the baseline was marked.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self._process = psutil.Process()
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self.start_rss = self.rss()
+        self.peak = self.start_rss
+        self.baseline: int | None = None
+        self.peak_after_baseline = 0
+        self.samples = 0
+
+    def rss(self) -> int:
+        rss: int = self._process.memory_info().rss
+        return rss
+
+    def _sample(self) -> None:
+        rss = self.rss()
+        self.samples += 1
+        self.peak = max(self.peak, rss)
+        if self.baseline is not None:
+            self.peak_after_baseline = max(self.peak_after_baseline, rss)
+
+    async def _run(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(self._interval)
+
+    def mark_baseline(self) -> None:
+        self.baseline = self.rss()
+        self.peak_after_baseline = self.baseline
+
+    async def __aenter__(self) -> RssSampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sample()
+
+
+# -- redis-server --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisProcess:
+    """A throwaway ``redis-server`` on a free loopback port, nothing kept on disk.
+
+    ``RedisProcess.binary()`` is None when redis-server is not installed: check it first.
+    """
+
+    def __init__(self) -> None:
+        binary = self.binary()
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed: apt-get install redis-server")
+        self._binary = binary
+        self.port = _free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("redis-server")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def version(self) -> str:
+        out = subprocess.run([self._binary, "--version"], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command since start (``INFO commandstats``), e.g. ``{"evalsha": 812}``."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5.0) as sock:
+            sock.sendall(b"INFO commandstats\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                data += sock.recv(65536)
+            header, _, data = data.partition(b"\r\n")
+            size = int(header[1:])
+            while len(data) < size:
+                data += sock.recv(65536)
+        calls: dict[str, int] = {}
+        for line in data[:size].decode().splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, fields = line[len("cmdstat_") :].partition(":")
+                for field in fields.split(","):
+                    if field.startswith("calls="):
+                        calls[name] = int(field[len("calls=") :])
+        return calls
+
+    def __enter__(self) -> RedisProcess:
+        self._workdir = tempfile.TemporaryDirectory(prefix="bench-redis-")
+        self._process = subprocess.Popen(
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self._workdir.name, "--loglevel", "warning"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and self._process.poll() is None:
+            if _answers_ping(self.port):
+                return self
+            time.sleep(0.02)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
