@@ -32,16 +32,15 @@ from tupu_async._exceptions import (
     RateLimitError,
     SignatureVerificationError,
 )
-from tupu_async._libraries import (
-    ContentSource,
+from tupu_async._libraries import Libraries
+from tupu_async._library_inputs import ContentSource, plan_chunks
+from tupu_async._library_types import (
     ImageLibrary,
-    Libraries,
     LibraryImage,
     LibraryItemOutcome,
     LibrarySyncReport,
     LibraryType,
     parse_updated_at,
-    plan_chunks,
 )
 from tupu_async._limiter import UnlimitedLimiter
 from tupu_async._retry import RetryPolicy

@@ -29,9 +29,9 @@ from ._exceptions import (
     TupuError,
 )
 from ._images import Image, ImageInput
-from ._libraries import (
+from ._libraries import Libraries
+from ._library_types import (
     ImageLibrary,
-    Libraries,
     LibraryImage,
     LibraryItemOutcome,
     LibrarySyncReport,

@@ -1,0 +1,271 @@
+"""Checking what callers pass to ``client.libraries`` and planning its requests.
+
+Holds the validation of library ids, image names, ``(name, value)`` pairs and URLs;
+:class:`UploadItem`, one checked ``add_images`` item (bytes, or a file read only when its
+request is built) with what it costs in a base64 body; the folder scan of
+``sync_library``; and :func:`plan_chunks`, the pure planner that splits items into
+requests within the API's limits. Bad input raises ``ValueError``, or
+``InvalidImageError`` for image content and URLs, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar, Union
+
+import msgspec
+
+from ._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
+from ._exceptions import InvalidImageError
+from ._images import sniff_format
+from ._library_types import ImageLibrary
+from ._requests import BASE64_BODY_OVERHEAD
+
+__all__ = [
+    "ContentSource",
+    "SyncSource",
+    "UploadItem",
+    "check_names",
+    "check_url",
+    "folder_images",
+    "library_id_of",
+    "name_value_pairs",
+    "plan_chunks",
+    "read_or_error",
+    "to_upload_item",
+    "upload_body_base",
+    "upload_cost",
+]
+
+T = TypeVar("T")
+
+ContentSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+"""Content for ``add_images``: image bytes, or the path of an image file."""
+SyncSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+"""A desired image in ``sync_library``: bytes, a file path, or an http(s) URL string."""
+
+_HEADER_BYTES = 32
+
+_encode = msgspec.json.Encoder().encode
+
+
+def library_id_of(library: str | ImageLibrary) -> str:
+    """The id of ``library`` (an id, or an :class:`ImageLibrary`); ValueError when empty."""
+    if isinstance(library, ImageLibrary):
+        library = library.id
+    if not isinstance(library, str) or not library.strip():
+        raise ValueError(
+            "library_id is empty: pass the image library's id (see client.libraries.search() "
+            "or the console's 图片名单库 page)"
+        )
+    return library
+
+
+def check_names(names: Sequence[str], what: str) -> None:
+    """Raise ValueError unless every name is a non-empty str within the limit, and unique."""
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{what}: image names must be str, got {type(name).__name__} {name!r}")
+        if not name.strip():
+            raise ValueError(f"{what}: an image name is empty: give every image a name")
+        if len(name) > LIBRARY_NAME_MAX_CHARS:
+            raise ValueError(
+                f"{what}: the image name {name[:40]!r}… is {len(name)} characters; the API "
+                f"allows at most {LIBRARY_NAME_MAX_CHARS}"
+            )
+        if name in seen:
+            duplicates.append(name)
+        seen.add(name)
+    if duplicates:
+        shown = ", ".join(repr(n) for n in duplicates[:5])
+        raise ValueError(
+            f"{what}: image names must be unique within one call; repeated: {shown}"
+            + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+        )
+
+
+def name_value_pairs(
+    items: Mapping[str, T] | Iterable[tuple[str, T]], what: str
+) -> list[tuple[str, T]]:
+    """``{name: value}`` or ``[(name, value), ...]`` as a list of pairs, in order."""
+    if isinstance(items, Mapping):
+        return list(items.items())
+    if isinstance(items, (str, bytes)):
+        raise ValueError(f"{what} takes a mapping {{name: value}} or a list of (name, value) pairs")
+    pairs: list[tuple[str, T]] = []
+    for entry in items:
+        if not isinstance(entry, tuple) or len(entry) != 2:
+            raise ValueError(
+                f"{what} takes a mapping {{name: value}} or a list of (name, value) pairs, "
+                f"got the entry {entry!r}"
+            )
+        pairs.append(entry)
+    return pairs
+
+
+def check_url(name: str, url: object) -> str:
+    """``url`` when it is an http(s) URL with a host; InvalidImageError otherwise."""
+    if not isinstance(url, str):
+        raise InvalidImageError(f"image {name!r}: the URL must be a str, not {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise InvalidImageError(
+            f"image {name!r}: {url[:200]!r} is not an http(s) URL; pass URLs starting with "
+            f"http:// or https:// (use add_images for local files and bytes)"
+        )
+    if not rest or rest.startswith("/") or any(c.isspace() for c in url):
+        raise InvalidImageError(
+            f"image {name!r}: {url[:200]!r} has no host or contains whitespace; percent-encode it"
+        )
+    return url
+
+
+class UploadItem:
+    """One validated ``add_images`` item: its bytes, or a file read when its chunk is sent."""
+
+    __slots__ = ("data", "name", "path", "size")
+
+    def __init__(
+        self, name: str, *, data: bytes | None = None, path: pathlib.Path | None = None, size: int
+    ) -> None:
+        self.name = name
+        self.data = data
+        self.path = path
+        self.size = size
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        data = self.path.read_bytes()
+        _check_content(self.name, data[:_HEADER_BYTES], len(data), str(self.path))
+        return data
+
+
+def _check_content(name: str, head: bytes, size: int, where: str) -> None:
+    if size == 0:
+        raise InvalidImageError(f"image {name!r}: {where} is empty (0 bytes)")
+    fmt = sniff_format(head)
+    if fmt is None or fmt not in ACCEPTED_FORMATS:
+        raise InvalidImageError(
+            f"image {name!r}: {where} is not an image format the API accepts (jpeg, png, "
+            f"bmp, tiff, webp, gif, heif): convert it first"
+        )
+
+
+def to_upload_item(name: str, value: object) -> UploadItem:
+    """Validate one ``add_images`` value (reads only the head of a file)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        _check_content(name, data[:_HEADER_BYTES], len(data), "the content")
+        return UploadItem(name, data=data, size=len(data))
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        raise InvalidImageError(
+            f"image {name!r}: {value[:200]!r} is a URL: add URLs with add_urls, which lets "
+            f"the service download them"
+        )
+    if isinstance(value, (str, os.PathLike)):
+        path = pathlib.Path(value)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise InvalidImageError(f"image {name!r}: {path} is not a regular file")
+            with path.open("rb") as f:
+                head = f.read(_HEADER_BYTES)
+        except FileNotFoundError:
+            raise InvalidImageError(f"image {name!r}: {path}: no such file") from None
+        except PermissionError:
+            raise InvalidImageError(
+                f"image {name!r}: {path}: permission denied; check the file's mode"
+            ) from None
+        except OSError as exc:
+            raise InvalidImageError(
+                f"image {name!r}: cannot read {path} ({exc.strerror or exc})"
+            ) from None
+        _check_content(name, head, size, str(path))
+        return UploadItem(name, path=path, size=size)
+    raise InvalidImageError(
+        f"image {name!r}: add_images takes bytes or a file path, not {type(value).__name__}"
+    )
+
+
+def _base64_len(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def upload_cost(item: UploadItem) -> int:
+    """Bytes one item adds to a base64 upload body (its JSON object and a comma)."""
+    return len(_encode({"name": item.name, "content": ""})) + _base64_len(item.size) + 1
+
+
+def upload_body_base(library_id: str, secret_id: str) -> int:
+    """Bytes a base64 upload body for ``library_id`` costs before any item."""
+    return (
+        len(_encode({"imageLibraryId": library_id, "images": []}))
+        + len(_encode(secret_id))
+        + BASE64_BODY_OVERHEAD
+    )
+
+
+def folder_images(folder: pathlib.Path) -> tuple[dict[str, UploadItem], list[str]]:
+    """The image files directly in ``folder`` by file name, and the other files skipped.
+
+    Hidden files (``.name``) and subfolders are ignored; a file that is not an image the
+    API accepts, or cannot be read, is skipped.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a directory: pass a folder of images or a mapping")
+    images: dict[str, UploadItem] = {}
+    skipped: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            images[path.name] = to_upload_item(path.name, path)
+        except InvalidImageError:
+            skipped.append(path.name)
+    return images, skipped
+
+
+def read_or_error(item: UploadItem) -> bytes | InvalidImageError:
+    """The item's bytes, or the error that makes it unsendable (the file changed)."""
+    try:
+        return item.read()
+    except InvalidImageError as exc:
+        return exc
+    except OSError as exc:
+        return InvalidImageError(
+            f"image {item.name!r}: cannot read {item.path} any more ({exc.strerror or exc})"
+        )
+
+
+def plan_chunks(
+    costs: Sequence[int], *, max_items: int, max_bytes: int | None = None, base_bytes: int = 0
+) -> list[range]:
+    """Split items into consecutive chunks of at most ``max_items`` items and ``max_bytes``.
+
+    ``costs[i]`` is what item ``i`` adds to a request body and ``base_bytes`` what every
+    body costs before any item. Chunks are filled greedily, in order, which gives the
+    fewest possible chunks of consecutive items: every chunk but the last is closed only
+    because its next item would break a limit. An item that alone breaks ``max_bytes``
+    gets a chunk of its own (callers reject such items before planning).
+    """
+    if max_items < 1:
+        raise ValueError("max_items must be >= 1")
+    chunks: list[range] = []
+    start = 0
+    size = base_bytes
+    for i, cost in enumerate(costs):
+        count = i - start
+        if count and (count >= max_items or (max_bytes is not None and size + cost > max_bytes)):
+            chunks.append(range(start, i))
+            start = i
+            size = base_bytes
+        size += cost
+    if start < len(costs):
+        chunks.append(range(start, len(costs)))
+    return chunks

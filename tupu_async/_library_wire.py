@@ -1,0 +1,250 @@
+"""Decoding the answers of the image-library management endpoints.
+
+Holds the lenient wire structs of per-item answers, the decoders ``Libraries`` sends
+with, :func:`open_management_body` (HTTP status, signed or plain body, error fields ->
+the top-level fields or a classified ``TupuError``), :func:`decode_field` and the
+mapping of wire answers to the public types (:func:`to_library_image`,
+:func:`match_outcomes`: exactly one outcome per input name).
+
+Responses come in two shapes: the plain JSON the docs show, and the signed envelope
+``{"json": ..., "signature": ...}`` used by recognition. A signed one is verified with
+the client's Tupu public key; a plain one is decoded as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from ._envelope import excerpt, open_envelope
+from ._exceptions import (
+    APIError,
+    MalformedResponseError,
+    error_for_code,
+    error_for_http_status,
+)
+from ._library_types import (
+    NO_ANSWER_CODE,
+    ImageLibrary,
+    LibraryImage,
+    LibraryItemOutcome,
+    parse_updated_at,
+)
+from ._retry import parse_retry_after
+
+__all__ = [
+    "decode_field",
+    "image_libraries_decoder",
+    "item_outcomes_decoder",
+    "library_images_decoder",
+    "match_outcomes",
+    "open_management_body",
+    "to_library_image",
+]
+
+T = TypeVar("T")
+
+
+class _WireOutcome(msgspec.Struct):
+    code: Any = None
+    error: Any = None
+    name: Any = None
+    url: Any = None
+
+
+class _WireImage(msgspec.Struct, rename="camel"):
+    name: Any = None
+    url: Any = None
+    updated_at: Any = None
+
+
+image_libraries_decoder = msgspec.json.Decoder(list[ImageLibrary] | None)
+library_images_decoder = msgspec.json.Decoder(list[_WireImage] | None)
+item_outcomes_decoder = msgspec.json.Decoder(list[_WireOutcome] | None)
+_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_any_decoder = msgspec.json.Decoder()
+
+
+def _check_http_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise error_for_http_status(
+            status,
+            excerpt(response.content),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+
+
+def _error_in(fields: Mapping[str, msgspec.Raw], body: bytes | str, status: int) -> APIError | None:
+    """The error a decoded management body reports, if any."""
+    error = _any_decoder.decode(fields["error"]) if "error" in fields else None
+    code = _any_decoder.decode(fields["code"]) if "code" in fields else None
+    message = _any_decoder.decode(fields["message"]) if "message" in fields else None
+    if isinstance(error, dict):
+        code = error.get("code", code)
+        message = error.get("message") or error.get("msg") or message
+    elif error not in (None, "", 0, False):
+        message = str(error) if not message else f"{message}: {error}"
+    text = "" if message is None else str(message)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        return error_for_code(code, text, status_code=status)
+    if error not in (None, "", 0, False):
+        if status >= 400:
+            return APIError(
+                f"HTTP {status} from Tupu: {text or excerpt(body)!r}", status_code=status
+            )
+        return APIError(
+            f"Tupu answered with an error: {text or excerpt(body)!r}", status_code=status
+        )
+    if status >= 400:
+        return error_for_http_status(status, excerpt(body))
+    return None
+
+
+def open_management_body(
+    response: httpx.Response, public_key: RSAPublicKey | None
+) -> dict[str, msgspec.Raw]:
+    """The top-level fields of a management answer, verified if it came signed.
+
+    Raises a classified ``TupuError`` for error statuses, error bodies and garbage.
+    """
+    _check_http_status(response)
+    status = response.status_code
+    content = response.content
+    try:
+        fields = _fields_decoder.decode(content)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        if status >= 400:
+            raise error_for_http_status(status, excerpt(content)) from None
+        raise MalformedResponseError(
+            f"expected a JSON object from the Tupu management API but got HTTP {status} "
+            f"{excerpt(content)!r}",
+            status_code=status,
+            body_excerpt=excerpt(content),
+        ) from None
+    body: bytes | str = content
+    if "json" in fields:
+        text = open_envelope(content, public_key, status_code=status)
+        try:
+            fields = _fields_decoder.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise MalformedResponseError(
+                f"the signed management answer is not a JSON object: {excerpt(text)!r}",
+                status_code=status,
+                body_excerpt=excerpt(text),
+            ) from None
+        body = text
+    elif "signature" in fields:
+        raise MalformedResponseError(
+            "the management answer carries a signature but no signed 'json' text, so it "
+            f"cannot be verified: {excerpt(content)!r}",
+            status_code=status,
+            body_excerpt=excerpt(content),
+        )
+    error = _error_in(fields, body, status)
+    if error is not None:
+        raise error
+    return fields
+
+
+def decode_field(
+    fields: Mapping[str, msgspec.Raw], key: str, decoder: msgspec.json.Decoder[list[T] | None]
+) -> list[T] | None:
+    """``fields[key]`` decoded; None when absent or null."""
+    raw = fields.get(key)
+    if raw is None:
+        return None
+    try:
+        return decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedResponseError(
+            f"the management answer's {key!r} is not what the docs describe ({exc}): "
+            f"{excerpt(bytes(raw))!r}",
+            body_excerpt=excerpt(bytes(raw)),
+        ) from None
+
+
+def to_library_image(wire: _WireImage) -> LibraryImage:
+    raw = wire.updated_at
+    return LibraryImage(
+        name="" if wire.name is None else str(wire.name),
+        url=None if wire.url is None else str(wire.url),
+        updated_at=parse_updated_at(raw),
+        updated_at_raw=None if raw is None else str(raw),
+    )
+
+
+def _as_code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    return None
+
+
+def match_outcomes(
+    names: Sequence[str], answers: list[_WireOutcome] | None
+) -> list[LibraryItemOutcome]:
+    """One outcome per name, in order, from the service's per-item answers.
+
+    Answers are matched by name; answers without a name are matched by position when the
+    answer has one entry per item. A name with no answer gets a failed outcome saying so.
+    """
+    if answers is None:
+        return [
+            LibraryItemOutcome(
+                name=name,
+                code=NO_ANSWER_CODE,
+                error="the service's answer had no per-image list, so this image's outcome "
+                "is unknown: list the library to check it",
+            )
+            for name in names
+        ]
+    by_name: dict[str, list[_WireOutcome]] = {}
+    nameless = 0
+    for entry in answers:
+        if isinstance(entry.name, str) and entry.name:
+            by_name.setdefault(entry.name, []).append(entry)
+        else:
+            nameless += 1
+    positional = nameless == len(answers) and len(answers) == len(names)
+    outcomes: list[LibraryItemOutcome] = []
+    for position, name in enumerate(names):
+        answer: _WireOutcome | None
+        if positional:
+            answer = answers[position]
+        else:
+            queue = by_name.get(name)
+            answer = queue.pop(0) if queue else None
+        if answer is None:
+            outcomes.append(
+                LibraryItemOutcome(
+                    name=name,
+                    code=NO_ANSWER_CODE,
+                    error="the service's answer left this image out, so its outcome is unknown: "
+                    "list the library to check it",
+                )
+            )
+            continue
+        code = _as_code(answer.code)
+        error = "" if answer.error is None else str(answer.error)
+        url = answer.url if isinstance(answer.url, str) and answer.url else None
+        if code is None:
+            outcomes.append(
+                LibraryItemOutcome(
+                    name=name,
+                    code=NO_ANSWER_CODE,
+                    url=url,
+                    error=f"the service gave no status code for this image ({error or 'no error'})",
+                )
+            )
+        else:
+            outcomes.append(LibraryItemOutcome(name=name, code=code, error=error, url=url))
+    return outcomes
