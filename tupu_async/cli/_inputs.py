@@ -21,6 +21,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "count_inputs",
     "expand_inputs",
+    "image_files",
     "input_name",
     "names_in_output",
 ]
@@ -34,20 +35,21 @@ IMAGE_EXTENSIONS: Final = frozenset(
 def _lines(source: str, stdin: TextIO | None = None) -> Iterator[str]:
     """Non-blank, non-comment lines of a list file (``-`` is standard input)."""
     if source == "-":
-        stream = stdin if stdin is not None else sys.stdin
-        for line in stream:
-            text = line.strip()
-            if text and not text.startswith("#"):
-                yield text
+        yield from _entries(stdin if stdin is not None else sys.stdin)
         return
     with open(source, encoding="utf-8") as handle:
-        for line in handle:
-            text = line.strip()
-            if text and not text.startswith("#"):
-                yield text
+        yield from _entries(handle)
 
 
-def _folder(folder: pathlib.Path, recursive: bool) -> Iterator[pathlib.Path]:
+def _entries(lines: Iterable[str]) -> Iterator[str]:
+    """The stripped lines that are neither blank nor ``#`` comments."""
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield text
+
+
+def image_files(folder: pathlib.Path, recursive: bool = False) -> Iterator[pathlib.Path]:
     """Image files in ``folder`` by extension, sorted by path, lazily for deep trees."""
     if recursive:
         for root, dirs, files in os.walk(folder):
@@ -67,7 +69,7 @@ def _one(text: str, recursive: bool) -> Iterator[str | Image]:
         return
     path = pathlib.Path(text).expanduser()
     if path.is_dir():
-        for file in _folder(path, recursive):
+        for file in image_files(path, recursive):
             yield Image.from_path(file)
     elif path.is_file():
         yield Image.from_path(path)

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from .._library_types import LibraryItemOutcome
 from ._config import Settings
-from ._inputs import IMAGE_EXTENSIONS
+from ._inputs import image_files
 
 __all__ = ["parse_add_items", "run_add", "run_delete", "run_list", "run_search", "run_sync"]
 
@@ -52,9 +52,7 @@ def parse_add_items(
         if path.is_dir():
             if name is not None:
                 raise ValueError(f"{item!r}: NAME= cannot name a folder; name its files")
-            for file in sorted(path.iterdir()):
-                if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS:
-                    files.append((file.name, file))
+            files.extend((file.name, file) for file in image_files(path))
         elif path.is_file():
             files.append((name or path.name, path))
         else:
