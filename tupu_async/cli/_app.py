@@ -25,7 +25,7 @@ from .._exceptions import (
     SignatureVerificationError,
     TupuError,
 )
-from ._config import ENV_PUBLIC_KEY, SettingError, Settings, key_source, resolve_settings
+from ._config import ENV_PUBLIC_KEY, SettingError, Settings, public_key_source, resolve_settings
 
 __all__ = ["app"]
 
@@ -72,8 +72,15 @@ def _fail(console: Console, message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run(job: Callable[[], Awaitable[int]], errors: Console, *, hint: str = "") -> None:
-    """Run ``job`` on asyncio and map what it raises to an exit code."""
+def _run(
+    job: Callable[[], Awaitable[int]], errors: Console | None = None, *, hint: str = ""
+) -> None:
+    """Run ``job`` on asyncio and map what it raises to an exit code.
+
+    Error messages go to ``errors``, standard error by default.
+    """
+    if errors is None:
+        errors = _stderr()
     try:
         code = anyio.run(job)
     except KeyboardInterrupt:
@@ -130,36 +137,27 @@ PublicKeyOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _settings(
-    secret_id: str | None,
-    private_key: str | None,
-    region: Region | None,
-    base_url: str | None,
-    public_key: str | None,
-) -> Settings:
-    return resolve_settings(
-        secret_id=secret_id,
-        private_key=private_key,
-        region=region.value if region is not None else None,
-        base_url=base_url,
-        public_key=public_key,
-    )
+LibraryIdArg = Annotated[str, typer.Argument(help="The image library id.")]
 
 
 def _with_settings(
-    errors: Console,
     secret_id: str | None,
     private_key: str | None,
     region: Region | None,
     base_url: str | None,
     public_key: str | None,
 ) -> Settings:
+    """The settings from these flags and the environment; a bad one exits with code 2."""
     try:
-        return _settings(secret_id, private_key, region, base_url, public_key)
+        return resolve_settings(
+            secret_id=secret_id,
+            private_key=private_key,
+            region=region.value if region is not None else None,
+            base_url=base_url,
+            public_key=public_key,
+        )
     except SettingError as exc:
-        raise _fail(errors, str(exc), EXIT_FATAL) from None
+        raise _fail(_stderr(), str(exc), EXIT_FATAL) from None
 
 
 def _task_list(tasks: list[str] | None) -> list[str] | None:
@@ -254,7 +252,7 @@ def recognize(
         raise _fail(errors, "nothing to recognise: give URLs, files or folders, or --from-file", 2)
     if resume and out is None:
         raise _fail(errors, "--resume needs --out FILE (it skips the images already in it)", 2)
-    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+    settings = _with_settings(secret_id, private_key, region, base_url, public_key)
     job = RecognizeJob(
         inputs=list(inputs or []),
         from_file=from_file,
@@ -294,12 +292,7 @@ def verify(
     out, errors = _stdout(), _stderr()
     try:
         text = public_key or os.environ.get(ENV_PUBLIC_KEY, "").strip() or None
-        key = (
-            None
-            if text is None
-            else key_source(text, "--public-key", ENV_PUBLIC_KEY, "the Tupu public key")
-        )
-        code = run_verify(envelope, key, out)
+        code = run_verify(envelope, public_key_source(text), out)
     except (SettingError, KeyLoadError, OSError) as exc:
         raise _fail(errors, str(exc), EXIT_FATAL) from None
     except SignatureVerificationError as exc:
@@ -339,7 +332,7 @@ def demo(
     options = DemoOptions(
         images=images, latency=latency, jitter=jitter, qps=qps, in_thread=in_thread, out=out
     )
-    _run(lambda: run_demo(options, console), _stderr())
+    _run(lambda: run_demo(options, console))
 
 
 # ------------------------------------------------------------------------- libraries
@@ -361,14 +354,13 @@ def libraries_search(
     """List the image libraries of your secret id."""
     from ._libraries_cmd import run_search
 
-    errors = _stderr()
-    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
-    _run(lambda: run_search(settings, name, as_json, _stdout()), errors)
+    settings = _with_settings(secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_search(settings, name, as_json, _stdout()))
 
 
 @libraries_app.command("list")
 def libraries_list(
-    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    library_id: LibraryIdArg,
     as_json: JsonOpt = False,
     secret_id: SecretIdOpt = None,
     private_key: PrivateKeyOpt = None,
@@ -379,14 +371,13 @@ def libraries_list(
     """List the images in a library."""
     from ._libraries_cmd import run_list
 
-    errors = _stderr()
-    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
-    _run(lambda: run_list(settings, library_id, as_json, _stdout()), errors)
+    settings = _with_settings(secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_list(settings, library_id, as_json, _stdout()))
 
 
 @libraries_app.command("add")
 def libraries_add(
-    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    library_id: LibraryIdArg,
     items: Annotated[
         list[str],
         typer.Argument(
@@ -404,14 +395,13 @@ def libraries_add(
     """Add images to a library (URLs are downloaded by the service, files uploaded)."""
     from ._libraries_cmd import run_add
 
-    errors = _stderr()
-    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
-    _run(lambda: run_add(settings, library_id, items, as_json, _stdout()), errors)
+    settings = _with_settings(secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_add(settings, library_id, items, as_json, _stdout()))
 
 
 @libraries_app.command("delete")
 def libraries_delete(
-    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    library_id: LibraryIdArg,
     names: Annotated[list[str], typer.Argument(help="Names of the images to delete.")],
     as_json: JsonOpt = False,
     secret_id: SecretIdOpt = None,
@@ -423,14 +413,13 @@ def libraries_delete(
     """Delete images from a library by name."""
     from ._libraries_cmd import run_delete
 
-    errors = _stderr()
-    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
-    _run(lambda: run_delete(settings, library_id, names, as_json, _stdout()), errors)
+    settings = _with_settings(secret_id, private_key, region, base_url, public_key)
+    _run(lambda: run_delete(settings, library_id, names, as_json, _stdout()))
 
 
 @libraries_app.command("sync")
 def libraries_sync(
-    library_id: Annotated[str, typer.Argument(help="The image library id.")],
+    library_id: LibraryIdArg,
     folder: Annotated[pathlib.Path, typer.Argument(help="A folder of image files.")],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would change.")
@@ -449,10 +438,9 @@ def libraries_sync(
     """Make a library hold exactly the images of a folder (by file name)."""
     from ._libraries_cmd import run_sync
 
-    errors = _stderr()
     if not folder.is_dir():
-        raise _fail(errors, f"{folder}: not a folder; sync takes a folder of image files", 2)
-    settings = _with_settings(errors, secret_id, private_key, region, base_url, public_key)
+        raise _fail(_stderr(), f"{folder}: not a folder; sync takes a folder of image files", 2)
+    settings = _with_settings(secret_id, private_key, region, base_url, public_key)
     _run(
         lambda: run_sync(
             settings,
@@ -462,6 +450,5 @@ def libraries_sync(
             delete_missing=not keep_missing,
             as_json=as_json,
             console=_stdout(),
-        ),
-        errors,
+        )
     )

@@ -24,6 +24,7 @@ __all__ = [
     "SettingError",
     "Settings",
     "key_source",
+    "public_key_source",
     "resolve_settings",
 ]
 
@@ -83,6 +84,13 @@ def key_source(value: str, flag: str, var: str, what: str) -> str | pathlib.Path
     return path
 
 
+def public_key_source(text: str | None) -> str | pathlib.Path | None:
+    """The Tupu public key from ``--public-key``'s text; None (the bundled key) without one."""
+    if text is None:
+        return None
+    return key_source(text, "--public-key", ENV_PUBLIC_KEY, "the Tupu public key")
+
+
 def resolve_settings(
     *,
     secret_id: str | None = None,
@@ -121,12 +129,7 @@ def resolve_settings(
             f"base URL {url!r} must start with http:// or https://: fix {ENV_BASE_URL} "
             f"(or --base-url)"
         )
-    pub_text = _pick(public_key, env, ENV_PUBLIC_KEY)
-    pub = (
-        None
-        if pub_text is None
-        else key_source(pub_text, "--public-key", ENV_PUBLIC_KEY, "the Tupu public key")
-    )
+    pub = public_key_source(_pick(public_key, env, ENV_PUBLIC_KEY))
     return Settings(
         secret_id=sid, private_key=key, region=resolved_region, base_url=url, public_key=pub
     )
