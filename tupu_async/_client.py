@@ -27,14 +27,13 @@ from ._constants import (
     Region,
 )
 from ._engine import BatchEngine, failed_result
-from ._envelope import decode_inner, excerpt, open_envelope
+from ._envelope import decode_inner, open_envelope
 from ._events import ClientStats, Hooks
 from ._exceptions import (
     IMAGE_ERROR_CODE,
     InvalidImageError,
     TupuError,
     error_for_code,
-    error_for_http_status,
     is_fatal,
 )
 from ._images import (
@@ -50,8 +49,8 @@ from ._keys import KeySource, load_public_key, official_public_key
 from ._limiter import LocalLimiter, RateLimiter
 from ._regroup import regroup
 from ._requests import PreparedRequest, Transport, build_recognition_request
-from ._retry import RetryPolicy, parse_retry_after
-from ._sending import RequestSender
+from ._retry import RetryPolicy
+from ._sending import RequestSender, raise_for_transient_status
 from ._signing import Signer
 from ._types import ImageResult, RecognitionResponse
 
@@ -292,13 +291,8 @@ class AsyncTupuClient:
     # ------------------------------------------------------------------- helpers
 
     def _parse_recognition(self, response: httpx.Response) -> RecognitionResponse:
+        raise_for_transient_status(response)
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise error_for_http_status(
-                status,
-                excerpt(response.content),
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
         text = open_envelope(response.content, self._public_key, status_code=status)
         decoded = decode_inner(text)
         if decoded.code not in (0, IMAGE_ERROR_CODE):

@@ -35,7 +35,7 @@ from ._library_types import (
     LibraryItemOutcome,
     parse_updated_at,
 )
-from ._retry import parse_retry_after
+from ._sending import raise_for_transient_status
 
 __all__ = [
     "decode_field",
@@ -68,16 +68,6 @@ library_images_decoder = msgspec.json.Decoder(list[_WireImage] | None)
 item_outcomes_decoder = msgspec.json.Decoder(list[_WireOutcome] | None)
 _fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _any_decoder = msgspec.json.Decoder()
-
-
-def _check_http_status(response: httpx.Response) -> None:
-    status = response.status_code
-    if status == 429 or status >= 500:
-        raise error_for_http_status(
-            status,
-            excerpt(response.content),
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
 
 
 def _error_in(fields: Mapping[str, msgspec.Raw], body: bytes | str, status: int) -> APIError | None:
@@ -113,7 +103,7 @@ def open_management_body(
 
     Raises a classified ``TupuError`` for error statuses, error bodies and garbage.
     """
-    _check_http_status(response)
+    raise_for_transient_status(response)
     status = response.status_code
     content = response.content
     try:

@@ -13,14 +13,15 @@ import anyio
 import httpx
 
 from ._constants import USER_AGENT
+from ._envelope import excerpt
 from ._events import ClientStats, Hooks, RequestEvent, logger
-from ._exceptions import RateLimitError, TupuError
+from ._exceptions import RateLimitError, TupuError, error_for_http_status
 from ._limiter import RateLimiter, SentHook
 from ._requests import PreparedRequest
-from ._retry import RetryPolicy, classify_httpx_error, should_retry
+from ._retry import RetryPolicy, classify_httpx_error, parse_retry_after, should_retry
 from ._signing import Signer
 
-__all__ = ["RequestSender", "ResponseParser"]
+__all__ = ["RequestSender", "ResponseParser", "raise_for_transient_status"]
 
 T = TypeVar("T")
 ResponseParser = Callable[[httpx.Response], T]
@@ -28,6 +29,21 @@ ResponseParser = Callable[[httpx.Response], T]
 
 
 _BODY_SENT = "http11.send_request_body.complete"
+
+
+def raise_for_transient_status(response: httpx.Response) -> None:
+    """Raise the retryable error for HTTP 429 and 5xx (with ``Retry-After``), whatever the body.
+
+    Every response parser calls this first: those statuses are the service (or a proxy)
+    saying "not now", never an answer to decode.
+    """
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise error_for_http_status(
+            status,
+            excerpt(response.content),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
 
 
 def _trace_extension(mark_sent: SentHook) -> dict[str, Any]:
