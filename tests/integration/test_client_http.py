@@ -78,3 +78,25 @@ async def test_window_guarantee_counted_by_the_server_at_arrival() -> None:
     assert server.stats.http_429 == 0
     assert server.stats.max_in_window(1.0) <= 50
     assert len(server.stats.images_per_request) == 150
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aclose_leaves_no_tasks_or_connections_behind() -> None:
+    import asyncio
+
+    server = FakeTupuServer(qps_limit=None, latency=0.05)
+    before = set(asyncio.all_tasks())
+    async with server.serve() as base_url:
+        client = http_client_for(server, base_url, qps=1000)
+        async with client:
+            stream = client.iter_recognize([f"http://img.test/n{i}.jpg" for i in range(200)])
+            async for _ in stream:
+                break  # leave work in flight
+            await client.recognize_one("http://img.test/one.jpg")
+        assert client._http.is_closed
+        pool = client._http._transport._pool  # type: ignore[attr-defined]
+        assert pool.connections == []
+        await stream.aclose()
+        leftover = set(asyncio.all_tasks()) - before - {asyncio.current_task()}
+        # only the server's own task may remain while it is still serving
+        assert all(t.get_coro().__qualname__ == "Server.serve" for t in leftover), leftover
