@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -460,7 +460,7 @@ class AsyncTupuClient:
         tags: Sequence[str] | None = None,
         referer: str | None = None,
         transport: Transport = "multipart",
-    ) -> AsyncIterator[ImageResult]:
+    ) -> AsyncGenerator[ImageResult, None]:
         """Like ``recognize_many`` but yields each result as soon as its request completes.
 
         Memory is bounded by the window of requests in flight, not by the input: a

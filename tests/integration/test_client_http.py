@@ -94,7 +94,7 @@ async def test_aclose_leaves_no_tasks_or_connections_behind() -> None:
                 break  # leave work in flight
             await client.recognize_one("http://img.test/one.jpg")
         assert client._http.is_closed
-        pool = client._http._transport._pool
+        pool = client._http._transport._pool  # type: ignore[attr-defined]
         assert pool.connections == []
         await stream.aclose()
         leftover = set(asyncio.all_tasks()) - before - {asyncio.current_task()}
