@@ -10,6 +10,7 @@ allows (QPS x 10 images per request) and shows what the server counted.
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 import time
 import zlib
@@ -131,7 +132,7 @@ class _Server:
 
 async def run_demo(options: DemoOptions, console: Console) -> int:
     """Run the demo; 0 when only the deliberately bad inputs failed, else 1."""
-    from ..testing import FakeServerStats, FakeTupuServer, spawn_fake_server
+    from ..testing import FakeServerStats, FakeTupuServer, spawn_fake_server, split_cores
 
     console.print(
         f"[bold]tupu-async demo[/bold]: {options.images} images against a fake Tupu server on "
@@ -152,14 +153,19 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
             server = _Server(base_url, secret_id, private_pem, in_thread.public_key_pem)
             process = None
         else:
+            cores = split_cores()
             process = stack.enter_context(
                 spawn_fake_server(
                     secret_id="demo",
                     qps_limit=options.qps,
                     latency=options.latency,
                     latency_jitter=options.jitter,
+                    cpus=cores[1] if cores else None,
                 )
             )
+            if cores:
+                stack.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
+                os.sched_setaffinity(0, cores[0])
             assert process.private_key_pem is not None
             server = _Server(
                 process.base_url, "demo", process.private_key_pem, process.public_key_pem

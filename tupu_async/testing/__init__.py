@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ._faults import ALL_FAULT_KINDS, FaultConfig
 from ._library import ImageLibrary, LibraryImage
-from ._process import FakeServerProcess, spawn_fake_server
+from ._process import FakeServerProcess, spawn_fake_server, split_cores
 from ._results import MAGIC_OUTCOMES
 from ._server import DEFAULT_TASKS, FakeTupuServer
 from ._stats import FakeServerStats, RecordedRequest, max_arrivals_in_window
@@ -46,4 +46,5 @@ __all__ = [
     "RecordedRequest",
     "max_arrivals_in_window",
     "spawn_fake_server",
+    "split_cores",
 ]
