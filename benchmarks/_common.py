@@ -140,6 +140,29 @@ def send_delays(starts: Sequence[float], arrivals: Sequence[float]) -> list[floa
     return [a - s for s, a in zip(sorted(starts), sorted(arrivals), strict=False)]
 
 
+def overrun_details(
+    arrivals: list[float], delays: list[float], started: float, limit: int = CEILING_QPS
+) -> list[dict[str, float]]:
+    """For each 1 s window of arrivals over ``limit`` (at most 10): where it is and the send
+    delays of its first and last request, to tell send-side jitter from limiter errors."""
+    ordered = sorted(arrivals)
+    found: list[dict[str, float]] = []
+    first = 0
+    for last, t in enumerate(ordered):
+        while ordered[first] <= t - 1.0:
+            first += 1
+        if last - first + 1 > limit and len(found) < 10:
+            found.append({
+                "first_request": first,
+                "last_request": last,
+                "at_s": t - started,
+                "span_ms": (t - ordered[first]) * 1e3,
+                "first_send_delay_ms": delays[first] * 1e3 if first < len(delays) else -1,
+                "last_send_delay_ms": delays[last] * 1e3 if last < len(delays) else -1,
+            })  # fmt: skip
+    return found
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (``fraction`` in [0, 1]); NaN for no values."""
     if not values:

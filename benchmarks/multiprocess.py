@@ -50,6 +50,7 @@ from _common import (
     client_key,
     fake_server,
     machine_info,
+    overrun_details,
     percentile,
     print_table,
     private_pem,
@@ -61,6 +62,7 @@ from _common import (
 )
 
 from tupu_async import AsyncTupuClient, Hooks, RequestEvent
+from tupu_async._limiter import DEFAULT_MARGIN
 from tupu_async.testing import FakeServerProcess, max_arrivals_in_window
 
 WORKERS = 4
@@ -75,14 +77,42 @@ WORKER_TIMEOUT = 900.0
 # -- the worker process ------------------------------------------------------------------
 
 
+class _LateSlotLog(logging.Handler):
+    """Collects RedisLimiter's debug records of slots given up because the caller woke up
+    late: (monotonic time, milliseconds late). Only a diagnostic: the message may change."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.late: list[tuple[float, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "after the slot" in str(record.msg) and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            self.late.append((time.monotonic(), float(args[0])))  # type: ignore[arg-type]
+
+
+async def _probe_wakes(lateness: list[float], period: float = 0.05) -> None:
+    """Sleep ``period`` again and again, recording how late each wake-up is."""
+    while True:
+        planned = time.monotonic() + period
+        await asyncio.sleep(period)
+        lateness.append(time.monotonic() - planned)
+
+
 async def _work(config: dict[str, Any], go: multiprocessing.queues.Queue[float]) -> dict[str, Any]:
     starts: list[float] = []
+    lateness: list[float] = []
 
     def on_request(event: RequestEvent) -> None:
         starts.append(time.monotonic())
 
+    late_log = _LateSlotLog()
     limiter: Any = None
     if config["mode"] == "redis":
+        tupu_logger = logging.getLogger("tupu_async")
+        tupu_logger.setLevel(logging.DEBUG)
+        tupu_logger.propagate = False
+        tupu_logger.addHandler(late_log)
         from tupu_async import RedisLimiter
 
         limiter = RedisLimiter(
@@ -101,6 +131,7 @@ async def _work(config: dict[str, Any], go: multiprocessing.queues.Queue[float])
         config["ready"].put(config["index"])
         start_at = await asyncio.to_thread(go.get)
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        probe = asyncio.create_task(_probe_wakes(lateness))
         started = time.monotonic()
         cpu_started = time.process_time()
         results = await client.recognize_many(
@@ -108,6 +139,7 @@ async def _work(config: dict[str, Any], go: multiprocessing.queues.Queue[float])
         )
         ended = time.monotonic()
         cpu = time.process_time() - cpu_started
+        probe.cancel()
         stats = client.stats
     return {
         "index": config["index"],
@@ -121,6 +153,8 @@ async def _work(config: dict[str, Any], go: multiprocessing.queues.Queue[float])
         "failed_requests": stats.failures,
         "cpu_s": cpu,
         "starts": starts,
+        "wake_lateness": lateness,
+        "late_slots": [(t - started, ms) for t, ms in late_log.late if t >= started],
     }
 
 
@@ -216,6 +250,9 @@ def combine(
     starts = [t for r in reports for t in r["starts"]]
     arrivals = stats.arrivals_for(secret_id)
     delays = send_delays(starts, arrivals)
+    lateness = [t for r in reports for t in r["wake_lateness"]]
+    late_slots = [item for r in reports for item in r["late_slots"]]
+    late_tolerance = DEFAULT_MARGIN / 2
     needed = -(-images // IMAGES_PER_REQUEST)
     floor = (needed - 1) / CEILING_QPS + LATENCY
     return {
@@ -240,6 +277,23 @@ def combine(
         "client_cpu_us_per_image": sum(r["cpu_s"] for r in reports) / images * 1e6,
         "client_max_starts_in_any_1s": max_arrivals_in_window(starts, 1.0) if starts else 0,
         "client_max_starts_in_any_1_015s": max_arrivals_in_window(starts, 1.015) if starts else 0,
+        "wake_lateness_ms": {
+            "probe": "a task in each worker sleeping 50 ms in a loop during the run",
+            "samples": len(lateness),
+            "p50": percentile(lateness, 0.5) * 1e3,
+            "p99": percentile(lateness, 0.99) * 1e3,
+            "max": max(lateness, default=float("nan")) * 1e3,
+            "share_over_half_margin": (
+                sum(1 for t in lateness if t > late_tolerance) / len(lateness) if lateness else 0.0
+            ),
+        },
+        "late_slots_given_up": {
+            "source": "RedisLimiter debug log 'woke N ms after the slot' in each worker",
+            "count": len(late_slots),
+            "in_first_second": sum(1 for at, _ in late_slots if at < 1.0),
+            "late_ms_p50": percentile([ms for _, ms in late_slots], 0.5),
+            "late_ms_max": max((ms for _, ms in late_slots), default=float("nan")),
+        },
         "send_delay_ms": {
             "p50": percentile(delays, 0.5) * 1e3,
             "p99": percentile(delays, 0.99) * 1e3,
@@ -252,6 +306,7 @@ def combine(
                 stats.max_accepted_in_window(1.0, secret_id) if arrivals else 0
             ),
             "arrival_windows_over_50": window_overruns(arrivals, CEILING_QPS),
+            "overrun_windows": overrun_details(arrivals, delays, first),
             "http_429": stats.http_429,
             "mean_images_per_request": stats.mean_images_per_request,
         },
@@ -361,9 +416,19 @@ def report(data: dict[str, Any]) -> None:
              f"{redis['client_max_starts_in_any_1_015s']}", "-", "-"],
             ["redis: send delay p50 / p99 / max (ms)",
              "{p50:.1f} / {p99:.1f} / {max:.1f}".format(**redis["send_delay_ms"]), "-", "-"],
-            ["redis: slots reserved but not started on (woke late)",
+            ["redis: wake-up lateness p50 / p99 / max (ms)",
+             "{p50:.1f} / {p99:.1f} / {max:.1f}".format(**redis["wake_lateness_ms"]), "-", "-"],
+            ["redis: share of wake-ups later than margin/2 (7.5 ms)",
+             f"{redis['wake_lateness_ms']['share_over_half_margin'] * 100:.1f} %", "-", "-"],
+            ["redis: slots reserved, not started on (late or paused)",
              f"{redis['redis_wasted_slots']} of {redis['redis_script_calls']} "
              f"({redis['redis_wasted_share'] * 100:.0f} %)", "-", "-"],
+            ["redis: slots given up late (debug log): count, in 1st s, median ms late",
+             "{count} , {in_first_second} , {late_ms_p50:.1f}".format(
+                 **redis["late_slots_given_up"]), "-", "-"],
+            ["redis: send delays (ms) of first / last request of each window over 50",
+             ", ".join(f"{w['first_send_delay_ms']:.0f}/{w['last_send_delay_ms']:.0f}"
+                       for w in redis["server"]["overrun_windows"]) or "-", "-", "-"],
             ["redis: per-worker images/s",
              " ".join(f"{w['ok_images_per_s']:.0f}" for w in redis["per_worker"]), "-", "-"],
             ["redis: start spread across workers (ms)", f"{redis['start_spread_ms']:.1f}",

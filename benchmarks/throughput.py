@@ -45,6 +45,7 @@ import asyncio
 import cProfile
 import dataclasses
 import logging
+import os
 import pstats
 import sys
 import time
@@ -65,6 +66,7 @@ from _common import (
     fake_server,
     machine_info,
     mean,
+    overrun_details,
     percentile,
     print_table,
     send_delays,
@@ -172,11 +174,13 @@ async def bench_recognize_many(
         if profiler is not None:
             profiler.enable()
         cpu_started = time.process_time()
+        times_started = os.times()
         started_mono = time.monotonic()
         started = time.perf_counter()
         results = await client.recognize_many(url_images(images))
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
+        times_ended = os.times()
         if profiler is not None:
             profiler.disable()
         stats = client.stats
@@ -224,35 +228,14 @@ async def bench_recognize_many(
         },
         "client_cpu_s": cpu,
         "client_cpu_us_per_image": cpu / images * 1e6,
+        "client_cpu_user_s": times_ended.user - times_started.user,
+        "client_cpu_system_s": times_ended.system - times_started.system,
         "rsa_sign_us_per_request": sign_cost * 1e6,
         "rsa_sign_share_of_cpu": sign_cost * requests / cpu if cpu > 0 else None,
         "client_cpu_us_per_image_excluding_signing": (cpu - sign_cost * requests) / images * 1e6,
         "profiled": profile,
         "server": view,
     }
-
-
-def overrun_details(
-    arrivals: list[float], delays: list[float], started: float, limit: int = CEILING_QPS
-) -> list[dict[str, float]]:
-    """For each 1 s window of arrivals over ``limit`` (at most 10): where it is and the send
-    delays of its first and last request, to tell send-side jitter from limiter errors."""
-    ordered = sorted(arrivals)
-    found: list[dict[str, float]] = []
-    first = 0
-    for last, t in enumerate(ordered):
-        while ordered[first] <= t - 1.0:
-            first += 1
-        if last - first + 1 > limit and len(found) < 10:
-            found.append({
-                "first_request": first,
-                "last_request": last,
-                "at_s": t - started,
-                "span_ms": (t - ordered[first]) * 1e3,
-                "first_send_delay_ms": delays[first] * 1e3 if first < len(delays) else -1,
-                "last_send_delay_ms": delays[last] * 1e3 if last < len(delays) else -1,
-            })  # fmt: skip
-    return found
 
 
 async def bench_plain_httpx_cpu(
@@ -632,6 +615,8 @@ def report(data: dict[str, Any]) -> None:
             ["  of which RSA signing",
              f"{sign_share * 100:.0f} % ({main['rsa_sign_us_per_request']:.0f} us/req)",
              "-", "-"],
+            ["  user / system CPU (s)",
+             f"{main['client_cpu_user_s']:.2f} / {main['client_cpu_system_s']:.2f}", "-", "-"],
             ["  excluding signing (us/image)",
              f"{main['client_cpu_us_per_image_excluding_signing']:.1f}", "-", "-"],
             ["  plain httpx + signing, same pace (us/image)",
