@@ -157,6 +157,7 @@ def _write_private(path: str, pem: bytes) -> None:
 async def _serve_until_signalled(
     server: FakeTupuServer, host: str, port: int, libraries: dict[str, str]
 ) -> None:
+    await server.warm_up()
     sock = bind_socket(host, port)
     uvicorn = uvicorn_server(server.app)
     loop = asyncio.get_running_loop()

@@ -472,6 +472,14 @@ class Recognizer:
             self._cache[digest] = outcome
         return outcome
 
+    def warm(self, tasks: Sequence[str]) -> None:
+        """Build the verdict pools for ``tasks`` with no magic word and with each one now,
+        instead of on first use (about 17 ms of CPU per magic word, a stall that a long-
+        running server should not take in the middle of traffic)."""
+        for magic in (_NO_MAGIC, *(frozenset([w.encode()]) for w in MAGIC_OUTCOMES)):
+            for task in tasks:
+                self._pool(task, magic)
+
     def _pool(self, task: str, magic: frozenset[bytes]) -> list[_TaskVerdict]:
         pool = self._pools.get((task, magic))
         if pool is None:
