@@ -46,4 +46,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("python", "benchmarks/decode.py")
     session.run("python", "benchmarks/throughput.py", *session.posargs)
-    session.run("python", "benchmarks/multiprocess.py")
+    session.run("python", "benchmarks/multiprocess.py", *session.posargs)

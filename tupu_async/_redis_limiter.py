@@ -327,6 +327,7 @@ class RedisLimiter:
         self._current_rate = self._qps
         self._pause_until_us = 0  # the latest pause this process set, Redis clock
         self._throttle_epoch = 0
+        self._line: asyncio.Lock | None = None
         self._fallback: LocalLimiter | None = None
         self._fallback_rate_scale = 1.0
         self._next_reconnect = 0.0
@@ -359,8 +360,18 @@ class RedisLimiter:
         return self._fallback is not None
 
     async def acquire(self) -> None:
-        """Wait until one more request may start now, then take that slot."""
-        await self._acquire_slot()
+        """Wait until one more request may start now, then take that slot.
+
+        Callers of one process queue locally, first come first served, and only the head
+        of the line holds a reservation in Redis. Reserving for every waiting caller at
+        once (a batch run has up to ``max_in_flight`` of them) booked slots seconds ahead;
+        their replies then came back late and the late wake-ups gave a fifth of the shared
+        budget away (measured with 4 processes).
+        """
+        if self._line is None:
+            self._line = asyncio.Lock()  # FIFO; created here, inside the running loop
+        async with self._line:
+            await self._acquire_slot()
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
         """The service throttled us (HTTP 429): pause every process on the key, halve the rate."""
