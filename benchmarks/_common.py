@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tupu_async import AsyncTupuClient
-from tupu_async.testing import FakeServerProcess, spawn_fake_server
+from tupu_async.testing import FakeServerProcess, spawn_fake_server, split_cores
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -74,14 +74,29 @@ def fake_server(
     qps_limit: float | None = float(CEILING_QPS),
     secret_id: str = SECRET_ID,
 ) -> FakeServerProcess:
-    """A started fake Tupu server in its own process, accepting ``key`` for ``secret_id``."""
+    """A started fake Tupu server in its own process, accepting ``key`` for ``secret_id``.
+
+    It runs on a core of its own (the last one), as the real service has hardware of its
+    own: see :func:`pin_client`.
+    """
+    cores = split_cores()
     return spawn_fake_server(
         secret_id=secret_id,
         public_key=key.public_key(),
         latency=latency,
         latency_jitter=jitter,
         qps_limit=qps_limit,
+        cpus=cores[1] if cores else None,
     )
+
+
+def pin_client() -> str:
+    """Keep this (client) process off the fake server's core; say what was done."""
+    cores = split_cores()
+    if cores is None:
+        return "not pinned (one core, or no CPU affinity on this system)"
+    os.sched_setaffinity(0, cores[0])
+    return f"client on cores {sorted(cores[0])}, fake server on core {sorted(cores[1])}"
 
 
 def client_for(

@@ -68,6 +68,7 @@ from _common import (
     mean,
     overrun_details,
     percentile,
+    pin_client,
     print_table,
     send_delays,
     url_images,
@@ -666,7 +667,9 @@ def main() -> None:
     if args.stream_images:
         warmup = min(sizes.stream_warmup, args.stream_images // 5)
         sizes = dataclasses.replace(sizes, stream=args.stream_images, stream_warmup=warmup)
+    pinning = pin_client()
     data = asyncio.run(run(sizes, args.quick, args.profile))
+    data["pinning"] = pinning
     path = write_results("throughput-quick" if args.quick else "throughput", data)
     report(data)
     print(f"\nresults: {path}")

@@ -318,6 +318,7 @@ class LocalLimiter:
         self._clock: Callable[[], float] = time.monotonic if clock is None else clock
         # One event per waiter, in arrival order; the first one is the head of the line.
         self._line: deque[anyio.Event] = deque()
+        self._send_delays: deque[float] = deque(maxlen=64)
 
     @property
     def qps(self) -> float:
@@ -368,7 +369,15 @@ class LocalLimiter:
 
     def _sent_hook(self, started: float) -> SentHook:
         def sent() -> None:
-            self._schedule.record_sent(started, self._clock())
+            # Only lag beyond the usual permit-to-wire delay (signing, HTTP framing: the
+            # least of the recent ones) counts: a constant delay shifts every send alike
+            # and must not slow the pace down, a lagging one must not bunch up.
+            now = self._clock()
+            delay = now - started
+            self._send_delays.append(delay)
+            usual = min(self._send_delays)
+            if delay > usual:
+                self._schedule.record_sent(started, now - usual)
 
         return sent
 
