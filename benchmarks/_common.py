@@ -14,12 +14,7 @@ import json
 import os
 import pathlib
 import platform
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -317,102 +312,3 @@ class RssSampler:
 
 
 # -- redis-server --------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisProcess:
-    """A throwaway ``redis-server`` on a free loopback port, nothing kept on disk.
-
-    ``RedisProcess.binary()`` is None when redis-server is not installed: check it first.
-    """
-
-    def __init__(self) -> None:
-        binary = self.binary()
-        if binary is None:
-            raise FileNotFoundError("redis-server is not installed: apt-get install redis-server")
-        self._binary = binary
-        self.port = _free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
-
-    @staticmethod
-    def binary() -> str | None:
-        return shutil.which("redis-server")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def version(self) -> str:
-        out = subprocess.run([self._binary, "--version"], capture_output=True, text=True)
-        return out.stdout.strip()
-
-    def command_calls(self) -> dict[str, int]:
-        """Calls per command since start (``INFO commandstats``), e.g. ``{"evalsha": 812}``."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5.0) as sock:
-            sock.sendall(b"INFO commandstats\r\n")
-            data = b""
-            while b"\r\n" not in data:
-                data += sock.recv(65536)
-            header, _, data = data.partition(b"\r\n")
-            size = int(header[1:])
-            while len(data) < size:
-                data += sock.recv(65536)
-        calls: dict[str, int] = {}
-        for line in data[:size].decode().splitlines():
-            if line.startswith("cmdstat_"):
-                name, _, fields = line[len("cmdstat_") :].partition(":")
-                for field in fields.split(","):
-                    if field.startswith("calls="):
-                        calls[name] = int(field[len("calls=") :])
-        return calls
-
-    def __enter__(self) -> RedisProcess:
-        self._workdir = tempfile.TemporaryDirectory(prefix="bench-redis-")
-        self._process = subprocess.Popen(
-            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._workdir.name, "--loglevel", "warning"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and self._process.poll() is None:
-            if _answers_ping(self.port):
-                return self
-            time.sleep(0.02)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None

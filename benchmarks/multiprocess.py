@@ -45,7 +45,6 @@ from _common import (
     IMAGES_PER_REQUEST,
     JITTER,
     LATENCY,
-    RedisProcess,
     check,
     client_key,
     fake_server,
@@ -64,6 +63,7 @@ from _common import (
 from tupu_async import AsyncTupuClient, Hooks, RequestEvent
 from tupu_async._limiter import DEFAULT_MARGIN
 from tupu_async.testing import FakeServerProcess, max_arrivals_in_window
+from tupu_async.testing._redis import RedisServer, redis_server_binary
 
 WORKERS = 4
 FULL_PER_WORKER = 2_500
@@ -182,7 +182,7 @@ def run_scenario(
     *,
     qps: float,
     per_worker: int,
-    redis: RedisProcess | None = None,
+    redis: RedisServer | None = None,
 ) -> dict[str, Any]:
     """Start the workers, release them at one moment, collect and combine their reports."""
     context = multiprocessing.get_context("spawn")
@@ -336,11 +336,11 @@ def main() -> None:
     with fake_server(key, latency=LATENCY, jitter=JITTER) as server:
         asyncio.run(warm_up(server, key))
         time.sleep(1.1)
-        if RedisProcess.binary() is None:
+        if redis_server_binary() is None:
             skipped["redis"] = "redis-server is not installed (apt-get install redis-server)"
             print(f"SKIPPING the redis scenario: {skipped['redis']}")
         else:
-            with RedisProcess() as redis:
+            with RedisServer() as redis:
                 print(f"redis: {redis.version()} on {redis.url}")
                 print(f"redis: {WORKERS} x {per_worker:,} images, RedisLimiter ...", flush=True)
                 scenarios.append(

@@ -34,7 +34,7 @@ from tupu_async._redis_limiter import RedisLimiter
 sys.path.insert(0, str(Path(__file__).parent))
 import itertools
 
-from redis_server import RedisServer, free_port, redis_required, redis_server_binary
+from tupu_async.testing._redis import RedisServer, free_port, redis_required, redis_server_binary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QPS = 50

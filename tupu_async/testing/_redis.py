@@ -1,4 +1,7 @@
-"""Start and stop a real, throwaway redis-server on a free loopback port, for tests.
+"""A real, throwaway redis-server on a free loopback port, for tests and benchmarks.
+
+For testing code that shares one QPS budget with ``RedisLimiter`` against a real Redis,
+as this project's own tests and benchmarks do.
 
 The server keeps nothing on disk (``--save '' --appendonly no``, run in a temporary
 directory) and listens on 127.0.0.1 only. :func:`redis_server_binary` tells whether the
@@ -123,6 +126,30 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
         self._stop_process()
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command since start (``INFO commandstats``), e.g. ``{"evalsha": 812}``."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5.0) as sock:
+            sock.sendall(b"INFO commandstats\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                data += sock.recv(65536)
+            header, _, data = data.partition(b"\r\n")
+            size = int(header[1:])
+            while len(data) < size:
+                data += sock.recv(65536)
+        calls: dict[str, int] = {}
+        for line in data[:size].decode().splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, fields = line[len("cmdstat_") :].partition(":")
+                for field in fields.split(","):
+                    if field.startswith("calls="):
+                        calls[name] = int(field[len("calls=") :])
+        return calls
 
     def __enter__(self) -> RedisServer:
         return self.start()
