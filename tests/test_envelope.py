@@ -195,7 +195,7 @@ def test_2023_typed_task_structs() -> None:
     assert political.similarity == 0
     assert political.face_position is not None
     assert len(political.face_position) == 4
-    assert political.face_position[0] == [0.30214843, 0.1875]
+    assert political.face_position[0] == (0.30214843, 0.1875)
     assert len(political.objects) == 1
     face = political.objects[0]
     assert isinstance(face, FaceObject)
@@ -207,12 +207,12 @@ def test_2023_typed_task_structs() -> None:
     assert isinstance(ocr, OcrFile)
     assert ocr.label == 0
     assert ocr.rate == 1.0
-    assert ocr.objects == []
+    assert ocr.objects == ()
 
     violence = resp.tasks[TASK_VIOLENCE].file_list[0]
     assert isinstance(violence, ViolenceFile)
     assert violence.label == 0
-    assert violence.labels == [0, 10, 25, 8, 13]
+    assert violence.labels == (0, 10, 25, 8, 13)
     assert violence.rates is not None
     assert len(violence.rates) == 5
     assert violence.rates[0] == 0.9991529339260514

@@ -40,8 +40,8 @@ __all__ = [
 #: The longest Retry-After honoured, in seconds: a larger value (or a date far ahead) is
 #: treated as this, so a misbehaving proxy cannot park a whole run for hours.
 MAX_RETRY_AFTER: Final = 60.0
-# Exponents above this already exceed any sane backoff_max; it keeps 2**n finite.
-_MAX_EXPONENT: Final = 64
+# Backoff doubles per attempt up to backoff_max; past this exponent 2**n is no longer finite.
+_MAX_EXPONENT: Final = 1023  # 2.0**1023 is the largest power of two a float holds
 _DELTA_SECONDS = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 _EXCERPT_CHARS: Final = 200
 

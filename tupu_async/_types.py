@@ -36,8 +36,16 @@ __all__ = [
 ]
 
 
-class _Wire(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
-    """Base of every wire struct: camelCase on the wire, defaults omitted when encoding."""
+class _Wire(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, gc=False):
+    """Base of every wire struct: camelCase on the wire, defaults omitted when encoding.
+
+    ``gc=False``: these hold only scalars, lists and other wire structs, never a cycle,
+    so the garbage collector need not track them; their sequences are tuples, which it
+    stops tracking too. A ``recognize_many`` of 20,000 images kept ~400,000 tracked
+    objects alive (21 per result), and the client's full collections over them stalled
+    its event loop for ~250 ms (measured); now it is 2 per result. ``ImageResult`` stays
+    tracked: it holds an exception, whose traceback can lead back to it.
+    """
 
 
 class FileResult(_Wire):
@@ -73,7 +81,7 @@ class PornFile(FileResult):
     """Pornography task ``54bcfc6c329af61034f7c2fc``: label 0 porn, 1 sexy, 2 normal."""
 
     sub_label: SubLabel | None = None
-    sub_labels: list[SubLabelScore] | None = None
+    sub_labels: tuple[SubLabelScore, ...] | None = None
     zip: str | None = None
 
 
@@ -84,7 +92,7 @@ class FaceObject(_Wire):
     similarity: float | None = None
     face_id: str | None = None
     review: bool | None = None
-    face_position: list[list[float]] | None = None
+    face_position: tuple[tuple[float, ...], ...] | None = None
     type_name: str | None = None
     face_url: str | None = None
     feature_id: str | None = None
@@ -96,10 +104,10 @@ class PoliticalFile(FileResult):
     label 0 political figure, 2 not political, 3 no face, -1 recognition failed.
     """
 
-    objects: list[FaceObject] = msgspec.field(default_factory=list)
+    objects: tuple[FaceObject, ...] = ()
     similarity: float | None = None
     face_id: str | None = None
-    face_position: list[list[float]] | None = None
+    face_position: tuple[tuple[float, ...], ...] | None = None
     type_name: str | None = None
     face_url: str | None = None
     feature_id: str | None = None
@@ -111,8 +119,8 @@ class ViolenceFile(FileResult):
     label 0 normal; ``labels``/``rates`` hold the top-5 labels and their scores.
     """
 
-    labels: list[int] | None = None
-    rates: list[float] | None = None
+    labels: tuple[int, ...] | None = None
+    rates: tuple[float, ...] | None = None
 
 
 class OcrObject(_Wire):
@@ -123,13 +131,13 @@ class OcrObject(_Wire):
     review: bool | None = None
     text: str | None = None
     content: str | None = None
-    position: list[list[float]] | None = None
+    position: tuple[tuple[float, ...], ...] | None = None
 
 
 class OcrFile(FileResult):
     """Text in image (OCR) task ``5e1d634d2809c24f6d909bd3``."""
 
-    objects: list[OcrObject] = msgspec.field(default_factory=list)
+    objects: tuple[OcrObject, ...] = ()
 
 
 class AdFile(FileResult):
