@@ -22,12 +22,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._exceptions import TransportError
-from ._limiter import DEFAULT_MARGIN, DEFAULT_THROTTLE_PAUSE, LocalLimiter
+from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisLimiter"]
+
+#: The window margin for a shared budget. Wider than the local limiter's 15 ms: requests
+#: of several processes reach the service with independent send delays (measured with 4
+#: workers: p99 7.5 ms, max 17.8 ms, and a 17 ms one made the only overrun), and a
+#: shared limiter cannot see when each request really left. 25 ms costs 1% of rate.
+DEFAULT_SHARED_MARGIN: Final = 0.025
 
 logger = logging.getLogger("tupu_async")
 
@@ -258,7 +264,7 @@ class RedisLimiter:
         key: str,
         qps: float = 50.0,
         period: float = 1.0,
-        margin: float = DEFAULT_MARGIN,
+        margin: float = DEFAULT_SHARED_MARGIN,
         on_unavailable: Literal["fail", "local"] = "fail",
         expected_workers: int = 1,
         min_rate: float = 1.0,
