@@ -250,13 +250,16 @@ class AsyncTupuClient:
         finally:
             await self._limiter.aclose()
 
-    def _spawn(self, fn: Any, *args: Any) -> None:
+    def _running_task_group(self) -> TaskGroup:
         if self._task_group is None:
             raise RuntimeError(
                 "recognize_one and iter_recognize run background work: use the client as "
                 "`async with AsyncTupuClient(...) as client:` (or enter it in your app's lifespan)"
             )
-        self._task_group.start_soon(fn, *args)
+        return self._task_group
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        self._running_task_group().start_soon(fn, *args)
 
     # ---------------------------------------------------------------- properties
 
@@ -535,11 +538,10 @@ class AsyncTupuClient:
         Needs ``async with`` on the client. The result's ``index`` is 0.
         """
         options = _CallOptions(tasks, referer, _check_transport(transport))
+        self._running_task_group()  # fail before reading anything when not entered
         prepared = await self._prepare(
             image, 0, [tag] if tag is not None else None, options.transport
         )
-        if self._task_group is None:
-            self._spawn(None)  # raises the explanatory RuntimeError
         key = (prepared.is_url, options.tasks, options.referer, options.transport)
         return await self._coalescer.submit(key, prepared)
 
