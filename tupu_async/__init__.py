@@ -29,6 +29,7 @@ from ._exceptions import (
     TupuError,
 )
 from ._images import Image, ImageInput
+from ._labels import PoliticalLabel, PornLabel, RiskType, Suggestion, TaskId, ViolationLabel
 from ._libraries import Libraries
 from ._library_types import (
     ImageLibrary,
@@ -93,7 +94,9 @@ __all__ = [
     "OcrFile",
     "OcrObject",
     "PoliticalFile",
+    "PoliticalLabel",
     "PornFile",
+    "PornLabel",
     "RateLimitError",
     "RateLimiter",
     "RecognitionResponse",
@@ -101,18 +104,22 @@ __all__ = [
     "Region",
     "RequestEvent",
     "RetryPolicy",
+    "RiskType",
     "ServerError",
     "SignatureVerificationError",
     "SubLabel",
     "SubLabelScore",
+    "Suggestion",
     "SummaryItem",
     "TaskFile",
+    "TaskId",
     "TaskResult",
     "TopNCount",
     "TransportError",
     "TupuError",
     "UnlimitedLimiter",
     "ViolationFile",
+    "ViolationLabel",
     "ViolenceFile",
     "VulgarFile",
     "__version__",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 from ._exceptions import IMAGE_ERROR_CODE, TupuError, error_for_code
+from ._labels import as_risk_type, as_suggestion
 from ._types import ImageResult, RecognitionResponse, SummaryItem, TaskFile
 
 __all__ = ["SentImage", "align", "regroup", "regroup_unknown_inputs"]
@@ -133,8 +134,8 @@ def regroup(
                 tag=s.tag,
                 code=code,
                 message=message,
-                suggestion=item.suggestion if item is not None else None,
-                risk_type=item.risk_type if item is not None else None,
+                suggestion=as_suggestion(item.suggestion) if item is not None else None,
+                risk_type=as_risk_type(item.risk_type) if item is not None else None,
                 risk_task=item.risk_task if item is not None else None,
                 tasks=tasks,
                 error=error,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
+from ._labels import TASK_NAMES, RiskType, Suggestion, label_name
+
 if TYPE_CHECKING:
     from ._exceptions import TupuError
 
@@ -78,7 +80,10 @@ class SubLabelScore(_Wire):
 
 
 class PornFile(FileResult):
-    """Pornography task ``54bcfc6c329af61034f7c2fc``: label 0 porn, 1 sexy, 2 normal."""
+    """Pornography task ``54bcfc6c329af61034f7c2fc``: label 0 porn, 1 sexy, 2 normal.
+
+    Compare ``label`` with ``PornLabel`` (``PornLabel.NORMAL == 2``).
+    """
 
     sub_label: SubLabel | None = None
     sub_labels: tuple[SubLabelScore, ...] | None = None
@@ -101,7 +106,8 @@ class FaceObject(_Wire):
 class PoliticalFile(FileResult):
     """Political figures task ``5b7be1f59b0c77a8c2afb351``.
 
-    label 0 political figure, 2 not political, 3 no face, -1 recognition failed.
+    label 0 political figure, 2 not political, 3 no face, -1 recognition failed
+    (``PoliticalLabel``).
     """
 
     objects: tuple[FaceObject, ...] = ()
@@ -152,7 +158,7 @@ class ViolationFile(FileResult):
     """Violation task ``5eddb86afaf52c4ca704ea41``.
 
     label 0 normal, 1 smoking, 2 drugs, 3 tattoo, 4 gambling, 5 drinking,
-    6 rude gesture, 7 minor, 8 religious.
+    6 rude gesture, 7 minor, 8 religious (``ViolationLabel``).
     """
 
 
@@ -221,6 +227,10 @@ class ImageResult(msgspec.Struct, kw_only=True):
     ``error`` says why (an ``ImageError`` for per-image code 14, an ``InvalidImageError``
     for input that was never sent, a ``TransportError``/``APIError`` for a request that
     still failed after all retries).
+
+    ``suggestion`` and ``risk_type`` are ``Suggestion``/``RiskType`` members (equal to the
+    wire integers; a value the docs do not list stays a plain ``int``). ``repr()`` is a
+    one-line summary for people; ``to_dict()`` is the JSON-ready form with plain ints.
     """
 
     index: int
@@ -228,8 +238,8 @@ class ImageResult(msgspec.Struct, kw_only=True):
     tag: str | None = None
     code: int = 0
     message: str = ""
-    suggestion: int | None = None
-    risk_type: int | None = None
+    suggestion: Suggestion | int | None = None
+    risk_type: RiskType | int | None = None
     risk_task: str | None = None
     tasks: dict[str, TaskFile] = msgspec.field(default_factory=dict)
     error: TupuError | None = None
@@ -243,6 +253,29 @@ class ImageResult(msgspec.Struct, kw_only=True):
     def ok(self) -> bool:
         return self.code == 0 and self.error is None
 
+    def __repr__(self) -> str:
+        """One line: position, name, verdict, then each task's label, rate and review flag.
+
+        ``ImageResult(#0 'a.jpg': PASS, risk NORMAL; porn NORMAL 0.97, violence 0 0.99)``
+        """
+        head = f"#{self.index} {self.name!r}"
+        if self.tag is not None:
+            head += f" tag={self.tag!r}"
+        if not self.ok:
+            why = (
+                f"{type(self.error).__name__}: {self.error}"
+                if self.error is not None
+                else f"code {self.code} {self.message!r}"
+            )
+            return f"ImageResult({head}: FAILED {why})"
+        verdict = [_name(self.suggestion) if self.suggestion is not None else "ok"]
+        if self.risk_type is not None:
+            verdict.append(f"risk {_name(self.risk_type)}")
+        if self.fallback:
+            verdict.append("via URL fallback")
+        tasks = ", ".join(_task_summary(task_id, f) for task_id, f in self.tasks.items())
+        return f"ImageResult({head}: {', '.join(verdict)}{'; ' + tasks if tasks else ''})"
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (task structs as dicts, ``error`` as its type and message)."""
         out: dict[str, Any] = {
@@ -252,8 +285,8 @@ class ImageResult(msgspec.Struct, kw_only=True):
             "ok": self.ok,
             "code": self.code,
             "message": self.message,
-            "suggestion": self.suggestion,
-            "risk_type": self.risk_type,
+            "suggestion": _plain(self.suggestion),
+            "risk_type": _plain(self.risk_type),
             "risk_task": self.risk_task,
             "tasks": {k: msgspec.to_builtins(v) for k, v in self.tasks.items()},
         }
@@ -266,6 +299,23 @@ class ImageResult(msgspec.Struct, kw_only=True):
         if self.error is not None:
             out["error"] = {"type": type(self.error).__name__, "message": str(self.error)}
         return out
+
+
+def _plain(value: int | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _name(value: int) -> str:
+    return value.name if isinstance(value, (Suggestion, RiskType)) else str(value)
+
+
+def _task_summary(task_id: str, entry: FileResult) -> str:
+    text = f"{TASK_NAMES.get(task_id, task_id)} {label_name(task_id, entry.label)}"
+    if entry.rate is not None:
+        text += f" {entry.rate:.2f}"
+    if entry.review:
+        text += " review"
+    return text
 
 
 class RecognitionResponse(msgspec.Struct, kw_only=True):
