@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from tupu_async import Image
 from tupu_async._signing import sign_message
 from tupu_async.cli import main
 from tupu_async.cli._app import app
@@ -116,18 +117,22 @@ def test_some_failed_images_exit_1_with_a_line_each(
         "http://images.test/download-fail/x.jpg",
         str(good),
         str(bad),
-        str(tmp_path / "missing.jpg"),
     ]
+    listing = tmp_path / "list.txt"  # a list file's missing path is that image's failure
+    listing.write_text(str(tmp_path / "missing.jpg") + "\n")
 
-    result = runner.invoke(app, ["recognize", *args], env=fake.env)
+    result = runner.invoke(app, ["recognize", *args, "--from-file", str(listing)], env=fake.env)
 
     assert result.exit_code == 1
     by_name = {str(line["name"]): line for line in json_lines(result.stdout)}
-    assert set(by_name) == set(args)
+    assert set(by_name) == {*args, str(tmp_path / "missing.jpg")}
     assert by_name[str(good)]["ok"] is True
     assert by_name["http://images.test/download-fail/x.jpg"]["code"] == 14
     assert by_name[str(bad)]["error"]["type"] == "InvalidImageError"  # type: ignore[index]
-    assert by_name[str(tmp_path / "missing.jpg")]["ok"] is False
+    missing = by_name[str(tmp_path / "missing.jpg")]
+    assert missing["ok"] is False
+    assert "no such file" in missing["error"]["message"]  # type: ignore[index]
+    assert "pathlib" not in missing["error"]["message"]  # type: ignore[index]
     assert "failures" in result.stderr
     assert "ImageError (code 14)" in result.stderr
 
@@ -255,6 +260,73 @@ def test_resume_needs_out(fake: Fake, runner: CliRunner) -> None:
 
     assert result.exit_code == 2
     assert "--out" in result.stderr
+
+
+def test_a_mistyped_folder_or_file_exits_2_before_any_request(
+    fake: Fake, runner: CliRunner, tmp_path: pathlib.Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(PNG)
+    before = fake.server.stats.total_requests
+
+    for typo in (str(tmp_path / "phtos"), str(tmp_path / "photos" / "b.png")):
+        result = runner.invoke(app, ["recognize", *urls(2), str(photos), typo], env=fake.env)
+
+        assert result.exit_code == 2
+        said = " ".join(result.stderr.split())  # rich wraps long lines
+        assert f"no such file or folder: {typo!r}" in said
+        assert "arguments are http(s) URLs, image files or folders" in said
+        assert "pathlib" not in said
+        assert result.stdout == ""
+    assert fake.server.stats.total_requests == before
+
+
+def test_a_missing_list_file_exits_2(fake: Fake, runner: CliRunner, tmp_path: pathlib.Path) -> None:
+    missing = str(tmp_path / "urls.txt")
+    result = runner.invoke(app, ["recognize", "--from-file", missing], env=fake.env)
+
+    assert result.exit_code == 2
+    assert f"--from-file {missing!r}: no such file" in " ".join(result.stderr.split())
+
+
+def test_a_base_url_with_the_api_path_is_normalised(
+    fake: Fake, runner: CliRunner, tmp_path: pathlib.Path
+) -> None:
+    env = dict(fake.env)
+    for suffix in ("/v3/recognition/", "/v3/recognition/cli-test", "/v3/recognition"):
+        env["TUPU_BASE_URL"] = fake.base_url + suffix  # as the official SDKs take it
+
+        result = runner.invoke(app, ["recognize", *urls(3, "sdk-url")], env=env)
+
+        assert result.exit_code == 0, result.stderr
+        assert all(line["ok"] for line in json_lines(result.stdout))
+
+
+@pytest.mark.parametrize(
+    "base_url", ["ftp://api.open.tuputech.com", "http://", "http://host/v3/recognition/?x=1"]
+)
+def test_an_unusable_base_url_exits_2_before_any_request(
+    fake: Fake, runner: CliRunner, base_url: str
+) -> None:
+    before = fake.server.stats.total_requests
+    result = runner.invoke(app, ["recognize", *urls(1), "--base-url", base_url], env=fake.env)
+
+    assert result.exit_code == 2
+    assert "TUPU_BASE_URL" in result.stderr
+    assert fake.server.stats.total_requests == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["recognize"], ["verify"], ["demo"], ["libraries"], ["libraries", "sync"]],
+)
+def test_help_shows_no_bool_placeholders(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+
+    assert result.exit_code == 0
+    assert "--help" in result.stdout
+    assert "<bool>" not in result.stdout
 
 
 def test_nothing_to_recognise_exits_2(fake: Fake, runner: CliRunner) -> None:
@@ -615,10 +687,17 @@ def test_missing_secret_id_names_the_variable() -> None:
         resolve_settings(env={})
 
 
-def test_expand_inputs_keeps_unknown_strings_for_the_client(tmp_path: pathlib.Path) -> None:
-    items = list(expand_inputs(["http://x.test/a.jpg", str(tmp_path / "nope.jpg")]))
+def test_expand_inputs_makes_missing_paths_files_and_keeps_other_schemes(
+    tmp_path: pathlib.Path,
+) -> None:
+    missing = str(tmp_path / "nope.jpg")
+    items = list(expand_inputs(["http://x.test/a.jpg", missing, "ftp://x.test/b.jpg"]))
 
-    assert items == ["http://x.test/a.jpg", str(tmp_path / "nope.jpg")]
+    assert items[0] == "http://x.test/a.jpg"
+    assert isinstance(items[1], Image)
+    assert items[1].path == pathlib.Path(missing)
+    assert items[1].name == missing  # what --resume compares
+    assert items[2] == "ftp://x.test/b.jpg"  # the client says it is not an http(s) URL
 
 
 def test_main_without_the_cli_extra_says_what_to_install(

@@ -13,6 +13,7 @@ import httpx
 from anyio.abc import TaskGroup
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from ._base_url import normalise_base_url
 from ._batching import Batch, Packer
 from ._coalescer import Coalescer
 from ._constants import (
@@ -157,9 +158,7 @@ class AsyncTupuClient:
         if batch_linger < 0:
             raise ValueError("batch_linger must be >= 0 seconds")
         self.region = _resolve_region(region)
-        self.base_url = (base_url or REGION_HOSTS[self.region]).rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url {base_url!r} must start with http:// or https://")
+        self.base_url = normalise_base_url(base_url or REGION_HOSTS[self.region])
         self._signer = Signer(secret_id, private_key)
         self._public_key: RSAPublicKey | None = None
         if verify_signature:

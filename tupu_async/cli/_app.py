@@ -12,12 +12,13 @@ import pathlib
 import sys
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from .._exceptions import (
     KeyLoadError,
@@ -33,6 +34,27 @@ EXIT_SOME_FAILED = 1
 EXIT_FATAL = 2
 EXIT_INTERRUPTED = 130
 
+
+def _help_without_placeholder(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _Command(TyperCommand):
+    """A command whose ``--help`` option shows no ``<bool>`` placeholder."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _help_without_placeholder(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    """A command group whose ``--help`` option shows no ``<bool>`` placeholder."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _help_without_placeholder(super().get_help_option(ctx))
+
+
 app = typer.Typer(
     name="tupu-async",
     help="Tupu (图普) content moderation from the command line: recognise images, manage "
@@ -41,9 +63,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
+    cls=_Group,
 )
 libraries_app = typer.Typer(
-    help="Image libraries (名单): search, list, add, delete, sync.", no_args_is_help=True
+    help="Image libraries (名单): search, list, add, delete, sync.",
+    no_args_is_help=True,
+    cls=_Group,
 )
 app.add_typer(libraries_app, name="libraries")
 
@@ -57,6 +82,11 @@ class Region(str, Enum):
 class TransportChoice(str, Enum):
     multipart = "multipart"
     base64 = "base64"
+
+
+def _flag(*names: str, help: str) -> Any:
+    """An on/off option; shown in ``--help`` without a ``<bool>`` placeholder."""
+    return typer.Option(*names, help=help, metavar="")
 
 
 def _stderr() -> Console:
@@ -136,7 +166,7 @@ PublicKeyOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOpt = Annotated[bool, _flag("--json", help="Print JSON instead of a table.")]
 LibraryIdArg = Annotated[str, typer.Argument(help="The image library id.")]
 
 
@@ -169,7 +199,29 @@ def _task_list(tasks: list[str] | None) -> list[str] | None:
 # ------------------------------------------------------------------------- recognize
 
 
-@app.command()
+def _check_inputs(errors: Console, inputs: list[str], from_file: str | None) -> None:
+    """Exit 2 before anything is sent when an argument or the list file does not exist."""
+    from ._inputs import missing_arguments
+
+    missing = missing_arguments(inputs)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise _fail(
+            errors,
+            f"no such file or folder: {shown}; arguments are http(s) URLs, image files or "
+            f"folders (check the spelling; a URL needs its http:// or https://)",
+            EXIT_FATAL,
+        )
+    if from_file is not None and from_file != "-" and not os.path.isfile(from_file):
+        raise _fail(
+            errors,
+            f"--from-file {from_file!r}: no such file; give a text file with one URL or "
+            f"path per line, or '-' to read standard input",
+            EXIT_FATAL,
+        )
+
+
+@app.command(cls=_Command)
 def recognize(
     inputs: Annotated[
         list[str] | None,
@@ -187,7 +239,7 @@ def recognize(
         ),
     ] = None,
     recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Include the subfolders of folders.")
+        bool, _flag("--recursive", "-r", help="Include the subfolders of folders.")
     ] = False,
     tasks: Annotated[
         list[str] | None,
@@ -208,9 +260,7 @@ def recognize(
     ] = None,
     resume: Annotated[
         bool,
-        typer.Option(
-            "--resume", help="Append to --out, skipping images whose name is already in it."
-        ),
+        _flag("--resume", help="Append to --out, skipping images whose name is already in it."),
     ] = False,
     transport: Annotated[
         TransportChoice,
@@ -218,13 +268,11 @@ def recognize(
     ] = TransportChoice.multipart,
     resize: Annotated[
         bool,
-        typer.Option(
-            "--resize", help="Downsize images to 256-512 px and under 1 MiB (needs Pillow)."
-        ),
+        _flag("--resize", help="Downsize images to 256-512 px and under 1 MiB (needs Pillow)."),
     ] = False,
     url_fallback: Annotated[
         bool,
-        typer.Option(
+        _flag(
             "--url-fallback",
             help="Download URLs the service could not fetch and upload them instead.",
         ),
@@ -252,6 +300,7 @@ def recognize(
         raise _fail(errors, "nothing to recognise: give URLs, files or folders, or --from-file", 2)
     if resume and out is None:
         raise _fail(errors, "--resume needs --out FILE (it skips the images already in it)", 2)
+    _check_inputs(errors, inputs or [], from_file)
     settings = _with_settings(secret_id, private_key, region, base_url, public_key)
     job = RecognizeJob(
         inputs=list(inputs or []),
@@ -274,7 +323,7 @@ def recognize(
 # ---------------------------------------------------------------------------- verify
 
 
-@app.command()
+@app.command(cls=_Command)
 def verify(
     envelope: Annotated[
         pathlib.Path,
@@ -305,14 +354,14 @@ def verify(
 # ------------------------------------------------------------------------------ demo
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     images: Annotated[int, typer.Option("--images", "-n", help="How many images.")] = 3000,
     latency: Annotated[float, typer.Option("--latency", help="Server latency (s).")] = 0.3,
     jitter: Annotated[float, typer.Option("--jitter", help="Latency jitter (+/- s).")] = 0.1,
     qps: Annotated[float, typer.Option("--qps", help="The server's QPS limit.")] = 50.0,
     in_thread: Annotated[
-        bool, typer.Option("--in-thread", help="Run the fake server in a thread, not a process.")
+        bool, _flag("--in-thread", help="Run the fake server in a thread, not a process.")
     ] = False,
     out: Annotated[
         str | None,
@@ -338,7 +387,7 @@ def demo(
 # ------------------------------------------------------------------------- libraries
 
 
-@libraries_app.command("search")
+@libraries_app.command("search", cls=_Command)
 def libraries_search(
     name: Annotated[
         str | None,
@@ -358,7 +407,7 @@ def libraries_search(
     _run(lambda: run_search(settings, name, as_json, _stdout()))
 
 
-@libraries_app.command("list")
+@libraries_app.command("list", cls=_Command)
 def libraries_list(
     library_id: LibraryIdArg,
     as_json: JsonOpt = False,
@@ -375,7 +424,7 @@ def libraries_list(
     _run(lambda: run_list(settings, library_id, as_json, _stdout()))
 
 
-@libraries_app.command("add")
+@libraries_app.command("add", cls=_Command)
 def libraries_add(
     library_id: LibraryIdArg,
     items: Annotated[
@@ -399,7 +448,7 @@ def libraries_add(
     _run(lambda: run_add(settings, library_id, items, as_json, _stdout()))
 
 
-@libraries_app.command("delete")
+@libraries_app.command("delete", cls=_Command)
 def libraries_delete(
     library_id: LibraryIdArg,
     names: Annotated[list[str], typer.Argument(help="Names of the images to delete.")],
@@ -417,16 +466,14 @@ def libraries_delete(
     _run(lambda: run_delete(settings, library_id, names, as_json, _stdout()))
 
 
-@libraries_app.command("sync")
+@libraries_app.command("sync", cls=_Command)
 def libraries_sync(
     library_id: LibraryIdArg,
     folder: Annotated[pathlib.Path, typer.Argument(help="A folder of image files.")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only show what would change.")
-    ] = False,
+    dry_run: Annotated[bool, _flag("--dry-run", help="Only show what would change.")] = False,
     keep_missing: Annotated[
         bool,
-        typer.Option("--keep-missing", help="Do not delete library images the folder lacks."),
+        _flag("--keep-missing", help="Do not delete library images the folder lacks."),
     ] = False,
     as_json: JsonOpt = False,
     secret_id: SecretIdOpt = None,

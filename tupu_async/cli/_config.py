@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._base_url import normalise_base_url
 from .._client import AsyncTupuClient
 from .._constants import Region
 
@@ -124,11 +125,11 @@ def resolve_settings(
             f"or oversea"
         ) from None
     url = _pick(base_url, env, ENV_BASE_URL)
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise SettingError(
-            f"base URL {url!r} must start with http:// or https://: fix {ENV_BASE_URL} "
-            f"(or --base-url)"
-        )
+    if url is not None:
+        try:
+            url = normalise_base_url(url)
+        except ValueError as exc:
+            raise SettingError(f"{exc}; fix {ENV_BASE_URL} (or --base-url)") from None
     pub = public_key_source(_pick(public_key, env, ENV_PUBLIC_KEY))
     return Settings(
         secret_id=sid, private_key=key, region=resolved_region, base_url=url, public_key=pub

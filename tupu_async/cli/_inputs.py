@@ -1,9 +1,10 @@
 """What ``tupu-async recognize`` reads: arguments, list files and folders, lazily.
 
 Each input becomes a URL string or an :class:`~tupu_async.Image` whose ``name`` is what
-its result reports, so ``--resume`` can compare names with the output file. Anything that
-is neither a URL nor an existing file is passed on as is: the client reports it as that
-image's error, and the run goes on.
+its result reports, so ``--resume`` can compare names with the output file. A command-line
+argument that is neither a URL nor an existing file or folder is a typing mistake, found
+by ``missing_arguments`` before anything runs; a list-file line like that becomes that
+image's error ("no such file"), and the run goes on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "expand_inputs",
     "image_files",
     "input_name",
+    "missing_arguments",
     "names_in_output",
 ]
 
@@ -64,17 +66,26 @@ def image_files(folder: pathlib.Path, recursive: bool = False) -> Iterator[pathl
 
 
 def _one(text: str, recursive: bool) -> Iterator[str | Image]:
-    if text.startswith(("http://", "https://")):
+    if _is_url(text):
         yield text
         return
     path = pathlib.Path(text).expanduser()
     if path.is_dir():
         for file in image_files(path, recursive):
             yield Image.from_path(file)
-    elif path.is_file():
-        yield Image.from_path(path)
+    elif path.is_file() or "://" not in text:
+        yield Image.from_path(path, name=text)  # a missing one: "no such file" when read
     else:
-        yield text  # the client turns it into this image's InvalidImageError
+        yield text  # another scheme: the client says it is not an http(s) URL
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def missing_arguments(args: Sequence[str]) -> list[str]:
+    """The arguments that are neither an http(s) URL nor an existing file or folder."""
+    return [a for a in args if not _is_url(a) and not pathlib.Path(a).expanduser().exists()]
 
 
 def expand_inputs(
