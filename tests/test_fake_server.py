@@ -365,15 +365,18 @@ async def test_download_failures_are_code_14(harness: Harness) -> None:
     harness.server.fail_download(lambda url: url.endswith(".gone"))
     images = [
         "http://a.test/download-fail.jpg",
-        "http://a.test/404",
+        "http://a.test/404",  # an ordinary URL: only the magic word fails
         "http://a.test/x.gone",
         "ftp://a.test/x.jpg",
         "http://a.test/ok.jpg",
     ]
     inner = harness.inner(await harness.recognize_urls(images))
-    assert [s["code"] for s in inner["summary"]] == [14, 14, 14, 14, 0]
+    assert [s["code"] for s in inner["summary"]] == [14, 0, 14, 14, 0]
     assert inner["summary"][0]["message"] == "download failed"
-    assert [e["name"] for e in inner[TASK_PORN]["fileList"]] == ["http://a.test/ok.jpg"]
+    assert [e["name"] for e in inner[TASK_PORN]["fileList"]] == [
+        "http://a.test/404",
+        "http://a.test/ok.jpg",
+    ]
 
 
 @pytest.mark.anyio
@@ -863,7 +866,7 @@ async def test_library_add_list_replace_delete(harness: Harness) -> None:
         imageLibraryId=library,
         images=[
             {"name": "a.jpg", "url": "http://img.test/a.jpg"},
-            {"name": "b.jpg", "url": "http://img.test/404"},
+            {"name": "b.jpg", "url": "http://img.test/download-fail.jpg"},
         ],
     )
     first, failed = added.json()["images"]

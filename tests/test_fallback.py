@@ -307,7 +307,11 @@ async def test_fallback_over_loopback_http(server: FakeTupuServer, anyio_backend
             url_fallback=True,
         ) as client:
             results = await client.recognize_many(
-                [f"{images}/ok.jpg", f"{images}/download-fail/cat.png", f"{images}/404/x.png"]
+                [
+                    f"{images}/ok.jpg",
+                    f"{images}/download-fail/cat.png",
+                    f"{images}/download-fail/x.png",
+                ]
             )
 
     ok, fallback, missing = results

@@ -87,7 +87,7 @@ def _specials(count: int) -> tuple[dict[int, str | Image], int]:
         "http://images.demo.invalid/download-fail/missing.jpg",  # the service: code 14
         Image.from_bytes(b"this is not an image", name="notes.txt"),  # never sent
         Image.from_bytes(_animated_gif(), name="animated.gif"),  # never sent: use video API
-        "http://images.demo.invalid/404/gone.png",  # the service: code 14
+        "http://images.demo.invalid/gone/download-fail.png",  # the service: code 14
     ]
     content_words = [b"", b"sexy", b"porn", b""]
     specials: dict[int, str | Image] = {}

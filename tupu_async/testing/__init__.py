@@ -18,8 +18,8 @@ server.serve_in_thread() as base_url``, or in a separate process with
 
 Magic substrings in an image's content or URL force outcomes (``MAGIC_OUTCOMES``): for
 instance ``b"porn"`` is blocked, ``b"sexy"`` sent to review, a URL containing
-``download-fail`` or ``/404`` fails with code 14. Faults are injected at random
-(``FaultConfig``) or in order (``server.inject("http_500", "timeout")``).
+``download-fail`` fails with code 14 (the whole table: ``docs/fake-server.md``). Faults
+are injected at random (``FaultConfig``) or in order (``server.inject("http_500")``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from ._library import ImageLibrary, LibraryImage
 from ._process import FakeServerProcess, spawn_fake_server, split_cores
 from ._redis import RedisServer
 from ._results import MAGIC_OUTCOMES
-from ._server import DEFAULT_TASKS, FakeTupuServer
+from ._server import DEFAULT_TASKS, DOWNLOAD_FAIL_WORD, FakeTupuServer
 from ._stats import FakeServerStats, RecordedRequest, max_arrivals_in_window
 from ._transport import FakeServerTransport
 
 __all__ = [
     "ALL_FAULT_KINDS",
     "DEFAULT_TASKS",
+    "DOWNLOAD_FAIL_WORD",
     "MAGIC_OUTCOMES",
     "FakeServerProcess",
     "FakeServerStats",

@@ -2,7 +2,9 @@
 
 ``python -m tupu_async.testing serve --port 0 --secret-id ID --public-key-file pub.pem``
 serves until SIGTERM/SIGINT and prints ONE JSON line to stdout once it accepts
-connections: ``{"base_url": ..., "public_key_pem": ..., "pid": ..., "libraries": {...}}``.
+connections: ``{"base_url": ..., "public_key_pem": ..., "pid": ..., "libraries": {...}}``,
+and, for people, the address and a ready-to-paste ``export TUPU_...`` line to stderr
+(``--public-key-out`` writes the response-signing public key to a PEM file for it).
 ``spawn_fake_server()`` starts that command and reads the line, so benchmarks can run
 server and client on separate cores.
 """
@@ -17,6 +19,7 @@ import json
 import os
 import pathlib
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -41,7 +44,7 @@ from ._server import (
 from ._serving import base_url_of, bind_socket, uvicorn_server
 from ._stats import FakeServerStats
 
-__all__ = ["FakeServerProcess", "main", "spawn_fake_server", "split_cores"]
+__all__ = ["FakeServerProcess", "export_line", "main", "spawn_fake_server", "split_cores"]
 
 # -- the command ---------------------------------------------------------------------------
 
@@ -77,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-key-out",
         help="generate a key pair for the first --secret-id that has no --public-key-file "
         "and write its private key (PKCS#1 PEM) here",
+    )
+    serve.add_argument(
+        "--public-key-out",
+        help="write the public key that verifies the fake's responses (PEM) here, for "
+        "TUPU_PUBLIC_KEY / tupu_public_key=",
     )
     serve.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
     serve.add_argument("--jitter", type=float, default=0.0, help="+/- seconds of latency jitter")
@@ -144,6 +152,8 @@ def _server_from_args(args: argparse.Namespace) -> tuple[FakeTupuServer, dict[st
             server.add_secret_id(secret_id)
     if args.signing_key_out:
         _write_private(args.signing_key_out, private_key_pem(server.signing_key))
+    if args.public_key_out:
+        pathlib.Path(args.public_key_out).write_bytes(server.public_key_pem)
     libraries = {name: server.create_library(name) for name in args.library}
     return server, libraries
 
@@ -154,8 +164,49 @@ def _write_private(path: str, pem: bytes) -> None:
         file.write(pem)
 
 
+def export_line(
+    base_url: str,
+    secret_ids: Sequence[str],
+    *,
+    client_key: str | None = None,
+    public_key: str | None = None,
+) -> str:
+    """A shell line that points the ``tupu-async`` CLI (and the examples) at the fake."""
+    settings = {"TUPU_BASE_URL": base_url}
+    if secret_ids:
+        settings["TUPU_SECRET_ID"] = secret_ids[0]
+    if client_key:
+        settings["TUPU_PRIVATE_KEY"] = str(pathlib.Path(client_key).resolve())
+    if public_key:
+        settings["TUPU_PUBLIC_KEY"] = str(pathlib.Path(public_key).resolve())
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items())
+
+
+def _tell_people(ready: Mapping[str, Any], args: argparse.Namespace) -> None:
+    """What a person at a terminal needs, on stderr (stdout's JSON line is for programs)."""
+    lines = [f"fake Tupu API on {ready['base_url']} (Ctrl-C stops it); for the CLI:"]
+    lines.append(
+        export_line(
+            ready["base_url"],
+            ready["secret_ids"],
+            client_key=args.client_key_out,
+            public_key=args.public_key_out,
+        )
+    )
+    if not args.public_key_out:
+        lines.append("(add --public-key-out tupu.pub.pem to get TUPU_PUBLIC_KEY in that line)")
+    if not args.client_key_out:
+        lines.append("(add --client-key-out client.pem for a private key the fake accepts)")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+
+
 async def _serve_until_signalled(
-    server: FakeTupuServer, host: str, port: int, libraries: dict[str, str]
+    server: FakeTupuServer,
+    host: str,
+    port: int,
+    libraries: dict[str, str],
+    args: argparse.Namespace,
 ) -> None:
     await server.warm_up()
     sock = bind_socket(host, port)
@@ -183,6 +234,7 @@ async def _serve_until_signalled(
     }
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
+    _tell_people(ready, args)
     # The fake's long-lived state (result pools, stores) would make every full garbage
     # collection walk it: a 20-30 ms pause that stamps arrivals late, a jitter of the
     # fake, not of the service. Freeze what exists now. (Raising the thresholds instead
@@ -195,7 +247,7 @@ async def _serve_until_signalled(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     server, libraries = _server_from_args(args)
-    asyncio.run(_serve_until_signalled(server, args.host, args.port, libraries))
+    asyncio.run(_serve_until_signalled(server, args.host, args.port, libraries, args))
     return 0
 
 

@@ -31,7 +31,13 @@ from ._serving import serve_in_loop, serve_in_thread
 from ._stats import FakeServerStats, RecordedRequest
 from ._transport import FakeServerTransport
 
-__all__ = ["DEFAULT_TASKS", "FakeTupuServer", "default_download_fails", "generate_private_key"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "DOWNLOAD_FAIL_WORD",
+    "FakeTupuServer",
+    "default_download_fails",
+    "generate_private_key",
+]
 
 DEFAULT_TASKS: Final[tuple[str, ...]] = (
     TASK_PORN,
@@ -45,10 +51,14 @@ DEFAULT_TASKS: Final[tuple[str, ...]] = (
 """The seven task ids the fake server runs by default (every known Tupu image task)."""
 
 
+DOWNLOAD_FAIL_WORD: Final = "download-fail"
+"""A URL containing this fails with code 14 (download failed), as an unreachable one would."""
+
+
 def default_download_fails(url: str) -> bool:
     """True for URLs the fake cannot "download": not http(s), or containing
-    ``download-fail`` or ``/404``."""
-    return not url.startswith(("http://", "https://")) or "download-fail" in url or "/404" in url
+    ``download-fail`` (an explicit magic word: ordinary URLs, ``/404`` included, work)."""
+    return not url.startswith(("http://", "https://")) or DOWNLOAD_FAIL_WORD in url
 
 
 def generate_private_key(key_size: int = 1024) -> RSAPrivateKey:
