@@ -3,15 +3,20 @@
 The client lives in the app's ``cleanup_ctx``: created at startup, closed at shutdown.
 Concurrent uploads are coalesced into shared requests of up to 10 images.
 
+Install the examples' dependencies once (from a clone, in a venv)::
+
+    pip install -e '.[examples]'
+
+Against the embedded fake server (no account needed), then upload the shipped sample
+image from another terminal::
+
+    python examples/aiohttp_app.py --fake --port 8080
+    curl -F file=@examples/cat.jpg http://127.0.0.1:8080/moderate
+
 Against the real API::
 
     export TUPU_SECRET_ID=... TUPU_PRIVATE_KEY=/path/to/rsa_private_key.pem
     python examples/aiohttp_app.py --port 8080
-
-Against the embedded fake server (no account needed)::
-
-    python examples/aiohttp_app.py --fake --port 8080
-    curl -F file=@photo.jpg http://127.0.0.1:8080/moderate
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from tupu_async import AsyncTupuClient, Image, InvalidImageError, TupuError
+from tupu_async import AsyncTupuClient, Image, InvalidImageError, Suggestion, TupuError
 
-VERDICTS = {0: "pass", 1: "block", 2: "review"}
 TUPU = web.AppKey("tupu", AsyncTupuClient)
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
@@ -56,7 +60,11 @@ async def moderate(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(text=f"moderation unavailable: {exc}") from None
     if result.error is not None:  # this image failed after retries
         raise web.HTTPBadGateway(text=result.message)
-    verdict = "unknown" if result.suggestion is None else VERDICTS.get(result.suggestion, "unknown")
+    verdict = (  # "pass", "block" or "review"
+        result.suggestion.name.lower()
+        if isinstance(result.suggestion, Suggestion)
+        else "unknown"  # no summary on this account
+    )
     return web.json_response(
         {
             "name": result.name,

@@ -4,14 +4,20 @@ Memory stays flat however long the list is: URLs are read lazily, at most a wind
 requests is in flight, and each result is written as soon as its request completes.
 A URL that fails gets its own line with the reason; the crawl goes on.
 
+Install the examples' dependencies once (from a clone, in a venv)::
+
+    pip install -e '.[examples]'
+
+Against the embedded fake server (no account needed), with the shipped URL list
+(examples/urls.txt, 45 URLs)::
+
+    python examples/crawler.py --fake                       # writes results.jsonl
+    python examples/crawler.py my-urls.txt out.jsonl --fake
+
 Against the real API::
 
     export TUPU_SECRET_ID=... TUPU_PRIVATE_KEY=/path/to/rsa_private_key.pem
-    python examples/crawler.py urls.txt results.jsonl
-
-Against the embedded fake server (no account needed)::
-
-    python examples/crawler.py urls.txt results.jsonl --fake
+    python examples/crawler.py my-urls.txt results.jsonl
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ import argparse
 import contextlib
 import json
 import os
+import pathlib
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import anyio
 
-from tupu_async import AsyncTupuClient
+from tupu_async import AsyncTupuClient, Suggestion
 
-VERDICTS = {0: "pass", 1: "block", 2: "review"}
+SHIPPED_URLS = pathlib.Path(__file__).resolve().parent / "urls.txt"
 
 
 def client_from_env(**options: object) -> AsyncTupuClient:
@@ -62,10 +70,10 @@ async def crawl(client: AsyncTupuClient, urls_path: str, out_path: str) -> Count
             await out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
             if not result.ok:
                 verdicts["failed"] += 1
-            elif result.suggestion is None:
+            elif isinstance(result.suggestion, Suggestion):
+                verdicts[result.suggestion.name.lower()] += 1
+            else:  # no summary on this account, or a value the docs do not list
                 verdicts["unknown"] += 1
-            else:
-                verdicts[VERDICTS.get(result.suggestion, "unknown")] += 1
     return verdicts
 
 
@@ -76,10 +84,19 @@ async def run(urls_path: str, out_path: str) -> Counter[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("urls", help="a text file with one URL per line")
-    parser.add_argument("out", help="where to write the JSON lines")
+    parser.add_argument(
+        "urls",
+        nargs="?",
+        default=str(SHIPPED_URLS),
+        help="a text file with one URL per line (default: the shipped examples/urls.txt)",
+    )
+    parser.add_argument(
+        "out", nargs="?", default="results.jsonl", help="where to write the JSON lines"
+    )
     parser.add_argument("--fake", action="store_true", help="use the embedded fake server")
     args = parser.parse_args()
+    if not os.path.isfile(args.urls):  # before the output file is created
+        sys.exit(f"error: {args.urls}: no such file; give a text file with one URL per line")
     with contextlib.ExitStack() as stack:
         if args.fake:
             from tupu_async.testing import spawn_fake_server
@@ -92,8 +109,15 @@ def main() -> None:
                 TUPU_PUBLIC_KEY=fake.public_key_pem.decode(),
                 TUPU_BASE_URL=fake.base_url,
             )
-        verdicts = anyio.run(run, args.urls, args.out)
+        try:
+            verdicts = anyio.run(run, args.urls, args.out)
+        except BaseException:
+            out = pathlib.Path(args.out)
+            if out.exists() and out.stat().st_size == 0:
+                out.unlink()  # leave no empty output behind
+            raise
     print(", ".join(f"{verdict}: {count}" for verdict, count in sorted(verdicts.items())))
+    print(f"{sum(verdicts.values())} results in {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,20 @@
 The client is created once, in the app's lifespan, so every request handler draws from one
 QPS budget and concurrent uploads are coalesced into shared requests of up to 10 images.
 
+Install the examples' dependencies once (from a clone, in a venv)::
+
+    pip install -e '.[examples]'
+
+Against the embedded fake server (no account needed), then upload the shipped sample
+image from another terminal::
+
+    python examples/fastapi_app.py --fake --port 8000
+    curl -F file=@examples/cat.jpg http://127.0.0.1:8000/moderate
+
 Against the real API::
 
     export TUPU_SECRET_ID=... TUPU_PRIVATE_KEY=/path/to/rsa_private_key.pem
     uvicorn examples.fastapi_app:app
-
-Against the embedded fake server (no account needed)::
-
-    python examples/fastapi_app.py --fake --port 8000
-    curl -F file=@photo.jpg http://127.0.0.1:8000/moderate
 """
 
 from __future__ import annotations
@@ -24,9 +29,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, UploadFile
 
-from tupu_async import AsyncTupuClient, Image, InvalidImageError, TupuError
-
-VERDICTS = {0: "pass", 1: "block", 2: "review"}
+from tupu_async import AsyncTupuClient, Image, InvalidImageError, Suggestion, TupuError
 
 
 def client_from_env() -> AsyncTupuClient:
@@ -65,10 +68,14 @@ def create_app(make_client: Callable[[], AsyncTupuClient] = client_from_env) -> 
             raise HTTPException(status_code=503, detail=f"moderation unavailable: {exc}") from None
         if result.error is not None:  # this image failed after retries
             raise HTTPException(status_code=502, detail=result.message)
-        verdict = "unknown" if result.suggestion is None else VERDICTS.get(result.suggestion)
+        verdict = (  # "pass", "block" or "review"
+            result.suggestion.name.lower()
+            if isinstance(result.suggestion, Suggestion)
+            else "unknown"  # no summary on this account
+        )
         return {
             "name": result.name,
-            "verdict": verdict or "unknown",
+            "verdict": verdict,
             "risk_type": result.risk_type,
             "risk_task": result.risk_task,
         }

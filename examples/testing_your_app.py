@@ -6,6 +6,7 @@ and no mocks of tupu-async itself. Magic words in an image's URL or content forc
 (``porn`` blocks, ``sexy`` goes to review, ``download-fail`` gives code 14), and
 ``server.inject(...)`` queues faults for the next requests.
 
+    pip install -e '.[examples]'     # once, from a clone, in a venv
     pytest examples/testing_your_app.py
 """
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib.metadata
 import importlib.util
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -198,6 +201,84 @@ def test_crawler_script_with_the_fake_server(tmp_path: pathlib.Path) -> None:
     assert "pass" in proc.stdout
 
 
+def test_crawler_script_runs_the_shipped_url_list(tmp_path: pathlib.Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "crawler.py"), "--fake"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    shipped = [
+        line
+        for line in (EXAMPLES / "urls.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [line["name"] for line in sorted(lines, key=lambda x: x["index"])] == shipped
+    assert "block: 1" in proc.stdout  # porn-023
+    assert "failed: 1" in proc.stdout  # download-fail-038
+    assert f"{len(shipped)} results in results.jsonl" in proc.stdout
+
+
+def test_crawler_without_its_url_file_says_so_and_leaves_no_output(tmp_path: pathlib.Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "crawler.py"), "missing.txt", "out.jsonl", "--fake"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert proc.returncode == 1
+    assert "error: missing.txt: no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_sample_image_is_a_small_jpeg() -> None:
+    data = (EXAMPLES / "cat.jpg").read_bytes()
+    assert data.startswith(b"\xff\xd8\xff")
+    assert len(data) < 4096
+
+
+def _third_party_imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "tupu_async"}
+
+
+def _requirement_names(extra: str) -> set[str]:
+    """Distributions that ``pip install tupu-async[extra]`` brings (as installed metadata says)."""
+    names = {"tupu-async"}
+    for requirement in importlib.metadata.requires("tupu-async") or []:
+        spec, _, marker = requirement.partition(";")
+        extras = re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if not extras or extra in extras:
+            names.add(re.split(r"[\s<>=!~\[(]", spec.strip(), maxsplit=1)[0].lower())
+    return names
+
+
+def test_every_example_import_comes_with_the_examples_extra() -> None:
+    provided = _requirement_names("examples")
+    owners = importlib.metadata.packages_distributions()
+    for path in sorted(EXAMPLES.glob("*.py")):
+        for module in sorted(_third_party_imports(path)):
+            dists = {d.lower() for d in owners.get(module, [])}
+            assert dists & provided, f"{path.name} imports {module}, not in the examples extra"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -220,13 +301,14 @@ def test_web_app_scripts_serve_uploads_with_the_fake_server(script: str) -> None
         response = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                response = httpx.post(url, files=upload("cat.png", PNG), timeout=10)
+                sample = (EXAMPLES / "cat.jpg").read_bytes()  # what the curl lines upload
+                response = httpx.post(url, files=upload("cat.jpg", sample), timeout=10)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
         assert response is not None, "the example app did not start"
         assert response.status_code == 200, response.text
-        assert response.json()["name"] == "cat.png"
+        assert response.json()["name"] == "cat.jpg"
         assert response.json()["verdict"] in ("pass", "review")
     finally:
         proc.terminate()
