@@ -1,4 +1,4 @@
-"""Developer tasks: `python -m nox -s tests lint types demo bench`."""
+"""Developer tasks: `python -m nox -s tests lint types docs examples demo bench`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,40 @@ def types(session: nox.Session) -> None:
     """mypy --strict over the package, tests, benchmarks and examples."""
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs-material), built offline with warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        "site",
+        *session.posargs,
+        env={"NO_MKDOCS_2_WARNING": "1"},  # material's end-of-life banner
+    )
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """The examples in a venv that has only the `examples` extra, as a user would install it."""
+    session.install("-e", ".[examples]")
+    # trio is not in the extra: the examples' tests run on asyncio here (on both in `tests`).
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:randomly",
+        "tests/test_examples.py",
+        "-k",
+        "not trio",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)
