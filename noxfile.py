@@ -52,7 +52,8 @@ def docs(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """The examples in a venv that has only the `examples` extra, as a user would install it."""
     session.install("-e", ".[examples]")
-    # trio is not in the extra: the examples' tests run on asyncio here (on both in `tests`).
+    # trio is not in the extra: the examples' tests run on asyncio here (on both in `tests`);
+    # pytest-timeout is not either, so pyproject's `timeout` option is unknown here.
     session.run(
         "python",
         "-m",
@@ -61,6 +62,8 @@ def examples(session: nox.Session) -> None:
         "-p",
         "no:randomly",
         "tests/test_examples.py",
+        "-W",
+        "ignore::pytest.PytestConfigWarning",
         "-k",
         "not trio",
         *session.posargs,
