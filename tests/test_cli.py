@@ -635,7 +635,8 @@ def test_libraries_sync_a_folder(fake: Fake, runner: CliRunner, tmp_path: pathli
         app, ["libraries", "sync", library_id, str(tmp_path), "--dry-run"], env=fake.env
     )
     assert dry.exit_code == 0, dry.stdout + dry.stderr
-    assert "would add" in dry.stdout
+    summary = f"library {library_id}: would add 2, would delete 0, unchanged 0, failed 0, "
+    assert dry.stdout.splitlines()[0] == summary + "skipped 0"  # one line, not wrapped
     assert fake.server.library_images(library_id) == {}
 
     real = runner.invoke(app, ["libraries", "sync", library_id, str(tmp_path)], env=fake.env)

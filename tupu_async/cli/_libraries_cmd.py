@@ -164,7 +164,9 @@ async def run_sync(
         _emit_json(console, report)
         return 0 if report.ok else 1
     verb = ("would add", "would delete") if dry_run else ("added", "deleted")
-    table = Table(title=escape(report.summary()), title_justify="left")
+    # The summary on its own line: as a table title it wrapped to the table's width.
+    console.print(escape(report.summary()), highlight=False, soft_wrap=True)
+    table = Table()
     table.add_column("change")
     table.add_column("names", overflow="fold")
     table.add_row(verb[0], _names(report.added))
