@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,10 +48,14 @@ def files(mapping: dict[str, bytes]) -> Route:
 
 
 class LoopbackServer:
-    """A threaded HTTP server on 127.0.0.1 (HTTP/1.0: one request per connection)."""
+    """A threaded HTTP server on 127.0.0.1 (HTTP/1.0: one request per connection).
 
-    def __init__(self, route: Route | None = None) -> None:
+    With ``tls`` it serves HTTPS; the handshake runs in the accepting thread.
+    """
+
+    def __init__(self, route: Route | None = None, *, tls: ssl.SSLContext | None = None) -> None:
         self.route: Route = route or (lambda path: Reply(404, b"canary"))
+        self.tls = tls
         self.hits: list[Hit] = []
         self.chunks_sent = 0
         self.url = ""
@@ -85,10 +90,12 @@ class LoopbackServer:
 
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         httpd.daemon_threads = True
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
         thread.start()
         self.port = int(httpd.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
         try:
             yield self
         finally:

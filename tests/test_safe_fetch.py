@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import socket
+import ssl
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+import trustme
 from loopback import LoopbackServer, Reply, RoutedBackend, StubResolver, files
 
 from tupu_async._safe_fetch import UNREACHABLE, DownloadError, SafeFetcher
@@ -103,6 +105,33 @@ async def test_a_public_address_is_connected_to_exactly_as_checked(
     assert body == b"meow"
     assert backend.connects == [(address, 80)]
     assert canary.hits[0].headers["host"] == "images.test"
+
+
+@pytest.mark.anyio
+async def test_https_verifies_the_name_while_connecting_to_the_checked_address() -> None:
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("images.test").configure_cert(server_tls)
+    sni: list[str | None] = []
+
+    def record_sni(sock: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        sni.append(name)
+
+    server_tls.sni_callback = record_sni
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+
+    with LoopbackServer(files({"/cat.png": b"meow"}), tls=server_tls).running() as tls:
+        backend = RoutedBackend({PUBLIC: tls.port})
+        resolver = StubResolver({"images.test": [[PUBLIC]], "other.test": [[PUBLIC]]})
+        async with fetcher(resolver=resolver, network_backend=backend, ssl_context=client_tls) as f:
+            assert await f.fetch("https://images.test/cat.png", max_bytes=100) == b"meow"
+            with pytest.raises(DownloadError, match=UNREACHABLE):  # its certificate is not ours
+                await f.fetch("https://other.test/cat.png", max_bytes=100)
+
+    assert backend.connects == [(PUBLIC, 443), (PUBLIC, 443)]
+    assert sni == ["images.test", "other.test"]
+    assert [h.headers["host"] for h in tls.hits] == ["images.test"]
 
 
 @pytest.mark.anyio

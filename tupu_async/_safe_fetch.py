@@ -10,6 +10,7 @@ as they arrive, a concurrency bound of its own and a deadline per download.
 from __future__ import annotations
 
 import http.cookiejar
+import ssl
 from collections.abc import Iterable
 from typing import Final
 
@@ -59,7 +60,8 @@ class SafeFetcher:
     """Downloads URLs from untrusted input. See the module docstring for the guarantees.
 
     ``allow_private`` opts networks, addresses or host names back in (intranet image
-    hosts, tests). ``resolver`` and ``network_backend`` replace the system resolver and
+    hosts, tests). ``ssl_context`` replaces the default certificate verification (an
+    intranet CA). ``resolver`` and ``network_backend`` replace the system resolver and
     the socket layer (tests). Close with ``aclose()``.
     """
 
@@ -70,6 +72,7 @@ class SafeFetcher:
         timeout: float = DOWNLOAD_TIMEOUT,
         max_redirects: int = MAX_REDIRECTS,
         max_concurrency: int = MAX_CONCURRENT_DOWNLOADS,
+        ssl_context: ssl.SSLContext | None = None,
         resolver: Resolver = system_resolver,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
@@ -84,7 +87,9 @@ class SafeFetcher:
         self.max_concurrency = max_concurrency
         backend = CheckingBackend(AddressPolicy(allow_private), resolver, network_backend)
         self._http = httpx.AsyncClient(
-            transport=PinnedTransport(backend, max_connections=max_concurrency),
+            transport=PinnedTransport(
+                backend, max_connections=max_concurrency, ssl_context=ssl_context
+            ),
             trust_env=False,
             follow_redirects=False,
             timeout=httpx.Timeout(timeout),
