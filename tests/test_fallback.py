@@ -13,17 +13,19 @@ import inspect
 import io
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import httpx
 import pytest
-from loopback import LoopbackServer, files
+from loopback import LoopbackServer, Reply, files
 
 import tupu_async._fallback
-from tupu_async import Image, ImageError
+from tupu_async import Image, ImageError, ImageResult
 from tupu_async._client import AsyncTupuClient
 from tupu_async._constants import MAX_IMAGE_BYTES
-from tupu_async._safe_fetch import UNREACHABLE
+from tupu_async._safe_fetch import MAX_CONCURRENT_DOWNLOADS, UNREACHABLE
 from tupu_async.testing import FakeTupuServer
 
 PNG = (
@@ -355,3 +357,47 @@ def test_the_fallback_does_not_know_the_client() -> None:
             imported.update(alias.name for alias in node.names)
     assert not any("_client" in name for name in imported)
     assert "AsyncTupuClient" not in inspect.getsource(tupu_async._fallback)
+
+
+@pytest.mark.anyio
+async def test_the_clients_fallback_downloads_have_their_own_bound(
+    server: FakeTupuServer,
+) -> None:
+    lock = threading.Condition()
+    active = peak = 0
+    release = threading.Event()
+
+    def route(path: str) -> Reply:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            lock.notify_all()
+        release.wait(timeout=30)
+        with lock:
+            active -= 1
+        return Reply(200, PNG)
+
+    def wait_until_full() -> None:
+        with lock:
+            lock.wait_for(lambda: active >= MAX_CONCURRENT_DOWNLOADS, timeout=30)
+
+    with LoopbackServer(route).running() as images:
+        host = ImageHost(images)
+        images.route = route  # after ImageHost, which installs its file route
+        urls = [f"{images.url}/download-fail/{i}.png" for i in range(20)]
+        done: list[list[ImageResult]] = []
+        async with (
+            fallback_client(server, host, url_fallback=True) as client,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def run() -> None:
+                done.append(await client.recognize_many(urls))
+
+            tg.start_soon(run)
+            await anyio.to_thread.run_sync(wait_until_full)
+            release.set()
+
+    assert peak == MAX_CONCURRENT_DOWNLOADS
+    assert all(r.ok and r.fallback for r in done[0])
