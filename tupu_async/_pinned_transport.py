@@ -109,7 +109,7 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
         except ValueError:
             try:
                 answers = await self._resolver(host, port)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a name getaddrinfo rejects
                 raise httpcore.ConnectError(f"{host} did not resolve") from exc
         if not answers:
             raise httpcore.ConnectError(f"{host} did not resolve")
