@@ -1,14 +1,15 @@
 """URL download fallback (``url_fallback=True``) against the fake server.
 
 The fake server answers code 14 for URLs containing ``download-fail``; the images behind
-those URLs are served to the client by an httpx ``MockTransport`` mounted for their host
-(and, in one test, by a real HTTP server on loopback).
+those URLs are served to the client by a real HTTP server on loopback, which the client
+may reach only because the tests allow-list it (``fallback_allow_private``).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
-import http.server
+import inspect
 import io
 import logging
 import os
@@ -18,11 +19,13 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import httpx
 import pytest
+from loopback import LoopbackServer, Reply, files
 
+import tupu_async._fallback
 from tupu_async import Image, ImageError, ImageResult
 from tupu_async._client import AsyncTupuClient
 from tupu_async._constants import MAX_IMAGE_BYTES
-from tupu_async._fallback import DownloadError, download_capped
+from tupu_async._safe_fetch import MAX_CONCURRENT_DOWNLOADS, UNREACHABLE
 from tupu_async.testing import FakeTupuServer
 
 PNG = (
@@ -30,25 +33,24 @@ PNG = (
     b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
     b"\x00\x00\x00\x00IEND\xaeB`\x82"
 )
-IMAGES = "http://images.test"
+LOOPBACK = ["127.0.0.1"]
 
 
 class ImageHost:
-    """The images behind the test URLs, by path; counts the downloads."""
+    """The images behind the test URLs, by path, on a loopback server."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: LoopbackServer) -> None:
         self.files: dict[str, bytes] = {}
-        self.downloads: list[str] = []
-        self.delay = 0.0
+        self.server = server
+        server.route = files(self.files)
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        self.downloads.append(request.url.path)
-        if self.delay:
-            await anyio.sleep(self.delay)
-        body = self.files.get(request.url.path)
-        if body is None:
-            return httpx.Response(404, text="not found")
-        return httpx.Response(200, content=body)
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def downloads(self) -> list[str]:
+        return [hit.path for hit in self.server.hits]
 
 
 @pytest.fixture
@@ -57,8 +59,9 @@ def server() -> FakeTupuServer:
 
 
 @pytest.fixture
-def host() -> ImageHost:
-    return ImageHost()
+def host() -> Iterator[ImageHost]:
+    with LoopbackServer().running() as loopback:
+        yield ImageHost(loopback)
 
 
 @contextlib.asynccontextmanager
@@ -66,12 +69,9 @@ async def fallback_client(
     server: FakeTupuServer, host: ImageHost, **options: object
 ) -> AsyncIterator[AsyncTupuClient]:
     secret_id, key = server.add_credentials()
-    http = httpx.AsyncClient(
-        mounts={
-            "http://fake": server.transport(),
-            IMAGES: httpx.MockTransport(host.handle),
-        }
-    )
+    if options.get("url_fallback"):
+        options.setdefault("fallback_allow_private", LOOPBACK)
+    http = httpx.AsyncClient(mounts={"http://fake": server.transport()})
     async with (
         http,
         AsyncTupuClient(
@@ -86,16 +86,12 @@ async def fallback_client(
         yield client
 
 
-def _by_name(results: list[ImageResult]) -> dict[str, ImageResult]:
-    return {r.name: r for r in results}
-
-
 @pytest.mark.anyio
 async def test_undownloadable_url_is_resubmitted_as_content(
     server: FakeTupuServer, host: ImageHost
 ) -> None:
     host.files["/download-fail/cat.png"] = PNG
-    urls = [f"{IMAGES}/a.jpg", f"{IMAGES}/download-fail/cat.png", f"{IMAGES}/b.jpg"]
+    urls = [f"{host.url}/a.jpg", f"{host.url}/download-fail/cat.png", f"{host.url}/b.jpg"]
 
     async with fallback_client(server, host, url_fallback=True) as client:
         results = await client.recognize_many(urls)
@@ -120,7 +116,7 @@ async def test_all_fallbacks_of_a_batch_share_one_content_request(
     urls = []
     for i in range(6):
         host.files[f"/download-fail/{i}.png"] = PNG
-        urls.append(Image.from_url(f"{IMAGES}/download-fail/{i}.png", tag=f"t{i}"))
+        urls.append(Image.from_url(f"{host.url}/download-fail/{i}.png", tag=f"t{i}"))
 
     async with fallback_client(server, host, url_fallback=True) as client:
         results = await client.recognize_many(urls)
@@ -137,7 +133,7 @@ async def test_all_fallbacks_of_a_batch_share_one_content_request(
 async def test_a_url_the_client_cannot_download_keeps_code_14_with_both_reasons(
     server: FakeTupuServer, host: ImageHost
 ) -> None:
-    url = f"{IMAGES}/download-fail/gone.jpg"  # the image host answers 404 too
+    url = f"{host.url}/download-fail/gone.jpg"  # the image host answers 404 too
 
     async with fallback_client(server, host, url_fallback=True) as client:
         (result,) = await client.recognize_many([url])
@@ -158,7 +154,7 @@ async def test_download_that_is_not_an_image_is_not_resubmitted(
     host.files["/download-fail/page.jpg"] = b"<html>login required</html>"
 
     async with fallback_client(server, host, url_fallback=True) as client:
-        (result,) = await client.recognize_many([f"{IMAGES}/download-fail/page.jpg"])
+        (result,) = await client.recognize_many([f"{host.url}/download-fail/page.jpg"])
 
     assert result.code == 14
     assert "not an image format" in result.message
@@ -169,7 +165,7 @@ async def test_download_over_the_cap_is_refused(server: FakeTupuServer, host: Im
     host.files["/download-fail/huge.png"] = PNG + b"\x00" * MAX_IMAGE_BYTES
 
     async with fallback_client(server, host, url_fallback=True) as client:
-        (result,) = await client.recognize_many([f"{IMAGES}/download-fail/huge.png"])
+        (result,) = await client.recognize_many([f"{host.url}/download-fail/huge.png"])
 
     assert result.code == 14
     assert "cap" in result.message
@@ -187,7 +183,7 @@ async def test_with_resize_a_large_download_is_shrunk_and_resubmitted(
     host.files["/download-fail/big.png"] = big.getvalue()
 
     async with fallback_client(server, host, url_fallback=True, resize=True) as client:
-        (result,) = await client.recognize_many([f"{IMAGES}/download-fail/big.png"])
+        (result,) = await client.recognize_many([f"{host.url}/download-fail/big.png"])
 
     assert result.ok
     assert result.fallback
@@ -201,7 +197,7 @@ async def test_without_url_fallback_code_14_stays_and_nothing_is_downloaded(
     host.files["/download-fail/cat.png"] = PNG
 
     async with fallback_client(server, host) as client:
-        (result,) = await client.recognize_many([f"{IMAGES}/download-fail/cat.png"])
+        (result,) = await client.recognize_many([f"{host.url}/download-fail/cat.png"])
 
     assert result.code == 14
     assert not result.fallback
@@ -213,7 +209,7 @@ async def test_recognize_one_also_falls_back(server: FakeTupuServer, host: Image
     host.files["/download-fail/one.png"] = PNG
 
     async with fallback_client(server, host, url_fallback=True) as client:
-        result = await client.recognize_one(f"{IMAGES}/download-fail/one.png", tag="x")
+        result = await client.recognize_one(f"{host.url}/download-fail/one.png", tag="x")
 
     assert result.ok
     assert result.fallback
@@ -228,7 +224,7 @@ async def test_fallback_is_logged_at_info(
 
     with caplog.at_level(logging.INFO, logger="tupu_async"):
         async with fallback_client(server, host, url_fallback=True) as client:
-            await client.recognize_many([f"{IMAGES}/download-fail/cat.png"])
+            await client.recognize_many([f"{host.url}/download-fail/cat.png"])
 
     records = [r for r in caplog.records if "url_fallback" in r.getMessage()]
     assert records
@@ -236,82 +232,27 @@ async def test_fallback_is_logged_at_info(
     assert "resubmitting 1 as content" in records[0].getMessage()
 
 
-@pytest.mark.anyio
-async def test_download_capped_times_out(host: ImageHost) -> None:
-    host.files["/slow.png"] = PNG
-    host.delay = 5.0
-    async with httpx.AsyncClient(transport=httpx.MockTransport(host.handle)) as http:
-        with pytest.raises(DownloadError, match=r"timed out after 0\.05s"):
-            await download_capped(http, f"{IMAGES}/slow.png", max_bytes=1000, max_seconds=0.05)
-
-
-@pytest.mark.anyio
-async def test_download_capped_stops_reading_at_the_cap() -> None:
-    chunks_sent = 0
-
-    async def stream() -> AsyncIterator[bytes]:
-        nonlocal chunks_sent
-        for _ in range(100):
-            chunks_sent += 1
-            yield b"x" * 1000
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=stream())  # no Content-Length: chunked
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
-        with pytest.raises(DownloadError, match="more than the 2,500-byte cap"):
-            await download_capped(http, f"{IMAGES}/endless", max_bytes=2500)
-    assert chunks_sent < 100
-
-
-# ---------------------------------------------------------------- over real loopback HTTP
-
-
-@contextlib.contextmanager
-def loopback_image_host(files: dict[str, bytes]) -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+# ------------------------------------------------------- the whole stack over real HTTP
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
-async def test_fallback_over_loopback_http(server: FakeTupuServer, anyio_backend: str) -> None:
+async def test_fallback_over_loopback_http(
+    server: FakeTupuServer, host: ImageHost, anyio_backend: str
+) -> None:
+    host.files["/download-fail/cat.png"] = PNG
     secret_id, key = server.add_credentials()
-    with (
-        loopback_image_host({"/download-fail/cat.png": PNG}) as images,
-        server.serve_in_thread() as base_url,
-    ):
+    with server.serve_in_thread() as base_url:
         async with AsyncTupuClient(
             secret_id,
             key,
             base_url=base_url,
             tupu_public_key=server.public_key_pem,
             url_fallback=True,
+            fallback_allow_private=LOOPBACK,
         ) as client:
             results = await client.recognize_many(
-                [
-                    f"{images}/ok.jpg",
-                    f"{images}/download-fail/cat.png",
-                    f"{images}/download-fail/x.png",
-                ]
+                [f"{host.url}/ok.jpg", f"{host.url}/download-fail/cat.png", f"{host.url}/download-fail/x.png"]
             )
 
     ok, fallback, missing = results
@@ -321,3 +262,142 @@ async def test_fallback_over_loopback_http(server: FakeTupuServer, anyio_backend
     assert fallback.fallback
     assert missing.code == 14
     assert "HTTP 404" in missing.message
+
+
+# ------------------------------------------------------------------------------- SSRF
+
+
+@pytest.mark.anyio
+async def test_without_the_allow_list_a_loopback_url_is_never_downloaded(
+    server: FakeTupuServer, host: ImageHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    host.files["/download-fail/admin.png"] = PNG
+
+    with caplog.at_level(logging.WARNING, logger="tupu_async"):
+        async with fallback_client(
+            server, host, url_fallback=True, fallback_allow_private=()
+        ) as client:
+            (result,) = await client.recognize_many([f"{host.url}/download-fail/admin.png"])
+
+    assert host.downloads == []
+    assert result.code == 14
+    assert not result.fallback
+    assert result.message.endswith(f"the client's fallback download failed too: {UNREACHABLE}")
+    assert len(server.requests) == 1
+    warning = next(r.getMessage() for r in caplog.records if "refused" in r.getMessage())
+    assert "loopback" in warning
+    assert "fallback_allow_private" in warning
+    assert "/download-fail/admin.png" not in warning  # URLs may carry secrets; hosts only
+
+
+@pytest.mark.anyio
+async def test_the_apps_headers_cookies_and_auth_never_reach_the_image_host(
+    server: FakeTupuServer, host: ImageHost
+) -> None:
+    host.files["/download-fail/cat.png"] = PNG
+    secret_id, key = server.add_credentials()
+    http = httpx.AsyncClient(
+        mounts={"http://fake": server.transport()},
+        headers={"Authorization": "Bearer app-secret", "X-Api-Key": "app-key"},
+        cookies={"session": "app-session"},
+        auth=("app-user", "app-password"),
+    )
+    async with (
+        http,
+        AsyncTupuClient(
+            secret_id,
+            key,
+            base_url="http://fake",
+            tupu_public_key=server.public_key_pem,
+            http_client=http,
+            url_fallback=True,
+            fallback_allow_private=LOOPBACK,
+        ) as client,
+    ):
+        (result,) = await client.recognize_many([f"{host.url}/download-fail/cat.png"])
+
+    assert result.fallback
+    (hit,) = host.server.hits
+    assert not {"authorization", "x-api-key", "cookie"} & set(hit.headers)
+    assert hit.headers["accept-encoding"] == "identity"
+    assert "app-" not in repr(hit.headers)
+
+
+@pytest.mark.anyio
+async def test_resubmission_counts_once_per_downloaded_image(
+    server: FakeTupuServer, host: ImageHost
+) -> None:
+    host.files["/download-fail/a.png"] = PNG
+    urls = [f"{host.url}/download-fail/a.png", f"{host.url}/download-fail/missing.png"]
+
+    async with fallback_client(server, host, url_fallback=True) as client:
+        results = await client.recognize_many(urls)
+        stats = client.stats
+
+    assert [r.fallback for r in results] == [True, False]
+    assert stats.fallbacks == 1
+
+
+def test_allow_list_without_url_fallback_is_a_mistake_said_plainly() -> None:
+    server = FakeTupuServer()
+    secret_id, key = server.add_credentials()
+    with pytest.raises(ValueError, match="no effect without url_fallback=True"):
+        AsyncTupuClient(secret_id, key, fallback_allow_private=["10.0.0.0/8"])
+    with pytest.raises(ValueError, match="not a network"):
+        AsyncTupuClient(secret_id, key, url_fallback=True, fallback_allow_private=["a b"])
+
+
+def test_the_fallback_does_not_know_the_client() -> None:
+    tree = ast.parse(inspect.getsource(tupu_async._fallback))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not any("_client" in name for name in imported)
+    assert "AsyncTupuClient" not in inspect.getsource(tupu_async._fallback)
+
+
+@pytest.mark.anyio
+async def test_the_clients_fallback_downloads_have_their_own_bound(
+    server: FakeTupuServer,
+) -> None:
+    lock = threading.Condition()
+    active = peak = 0
+    release = threading.Event()
+
+    def route(path: str) -> Reply:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            lock.notify_all()
+        release.wait(timeout=30)
+        with lock:
+            active -= 1
+        return Reply(200, PNG)
+
+    def wait_until_full() -> None:
+        with lock:
+            lock.wait_for(lambda: active >= MAX_CONCURRENT_DOWNLOADS, timeout=30)
+
+    with LoopbackServer(route).running() as images:
+        host = ImageHost(images)
+        images.route = route  # after ImageHost, which installs its file route
+        urls = [f"{images.url}/download-fail/{i}.png" for i in range(20)]
+        done: list[list[ImageResult]] = []
+        async with (
+            fallback_client(server, host, url_fallback=True) as client,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def run() -> None:
+                done.append(await client.recognize_many(urls))
+
+            tg.start_soon(run)
+            await anyio.to_thread.run_sync(wait_until_full)
+            release.set()
+
+    assert peak == MAX_CONCURRENT_DOWNLOADS
+    assert all(r.ok and r.fallback for r in done[0])

@@ -14,6 +14,7 @@ from anyio.abc import TaskGroup
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from ._base_url import normalise_base_url
+from ._address_policy import AllowEntry
 from ._batching import Batch, Packer
 from ._coalescer import Coalescer
 from ._constants import (
@@ -22,6 +23,7 @@ from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     MAX_BASE64_BODY_BYTES,
+    MAX_IMAGE_BYTES,
     MAX_IMAGES_PER_REQUEST,
     MAX_QPS,
     REGION_HOSTS,
@@ -56,6 +58,7 @@ from ._signing import Signer
 from ._types import ImageResult, RecognitionResponse
 
 if TYPE_CHECKING:
+    from ._fallback import UrlFallback
     from ._libraries import Libraries
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -146,6 +149,7 @@ class AsyncTupuClient:
         hooks: Hooks | None = None,
         resize: bool = False,
         url_fallback: bool = False,
+        fallback_allow_private: Iterable[AllowEntry] = (),
     ) -> None:
         if not isinstance(max_images_per_request, int) or max_images_per_request < 1:
             raise ValueError("max_images_per_request must be a positive int (the API's is 10)")
@@ -200,7 +204,11 @@ class AsyncTupuClient:
             from ._resize import make_resizer
 
             self._transform = make_resizer()
-        self._url_fallback = url_fallback
+        self._fallback: UrlFallback | None = None
+        if url_fallback:
+            self._fallback = self._make_fallback(fallback_allow_private)
+        elif fallback_allow_private:
+            raise ValueError("fallback_allow_private has no effect without url_fallback=True")
         self._task_group: TaskGroup | None = None
         self._closed = False
         self._coalescer = Coalescer(
@@ -247,7 +255,25 @@ class AsyncTupuClient:
             if self._owns_http:
                 await self._http.aclose()
         finally:
-            await self._limiter.aclose()
+            try:
+                if self._fallback is not None:
+                    await self._fallback.aclose()
+            finally:
+                await self._limiter.aclose()
+
+    def _make_fallback(self, allow_private: Iterable[AllowEntry]) -> UrlFallback:
+        from ._fallback import MAX_DOWNLOAD_BYTES_RESIZED, UrlFallback
+        from ._safe_fetch import SafeFetcher
+
+        def count(n: int) -> None:
+            self._stats.fallbacks += n
+
+        return UrlFallback(
+            fetcher=SafeFetcher(allow_private=allow_private),
+            load=self._load,
+            max_bytes=MAX_IMAGE_BYTES if self._transform is None else MAX_DOWNLOAD_BYTES_RESIZED,
+            count=count,
+        )
 
     def _running_task_group(self) -> TaskGroup:
         if self._task_group is None:
@@ -314,6 +340,10 @@ class AsyncTupuClient:
                 f"{image.name or f'image #{index}'}: the base64 endpoint has no sequenceId "
                 f"field; send images with a sequence_id with transport='multipart'"
             )
+        return await self._load(image, index, tag)
+
+    async def _load(self, image: Image, index: int, tag: str | None) -> PreparedImage:
+        """``load_image``, in a worker thread when it reads a file or resizes."""
         if image.kind == "url" or (image.kind == "bytes" and self._transform is None):
             return load_image(image, index, tag)
         transform = self._transform
@@ -344,10 +374,13 @@ class AsyncTupuClient:
             ]
         by_position = not batch[0].is_url and options.transport == "base64"
         results = regroup(response, batch, by_position=by_position)
-        if self._url_fallback and batch[0].is_url:
-            from ._fallback import resubmit_failed_urls
+        if self._fallback is not None and batch[0].is_url:
+            content_options = _CallOptions(options.tasks, options.referer, "multipart")
 
-            results = await resubmit_failed_urls(self, results, batch, options)
+            async def resubmit(content: Batch) -> list[ImageResult]:
+                return await self._send_batch(content, content_options)
+
+            results = await self._fallback.replace_failed(results, batch, resubmit)
         return results
 
     async def _send_coalesced(self, batch: Batch, key: Hashable) -> list[ImageResult]:

@@ -1,74 +1,138 @@
 """URL download fallback (``url_fallback=True``): when the service cannot download a URL
 (per-image code 14), the client downloads it itself and resubmits the content.
 
-The download is size-capped and time-limited; everything downloaded from one URL batch
-goes back to the service as one content request. The replacement results carry
+Downloads go through a ``SafeFetcher`` (public addresses only unless allow-listed,
+size-capped, time-limited, bounded concurrency); everything downloaded from one URL
+batch goes back to the service as one content request. The replacement results carry
 ``fallback=True``; a URL the client cannot download either keeps its code-14 result, with
-the client's own download error added to the message.
+the client's own (deliberately generic) download error added to the message.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable
 
 import anyio
-import httpx
 import msgspec
 
 from ._batching import Batch
-from ._constants import MAX_IMAGE_BYTES
 from ._events import logger
 from ._exceptions import IMAGE_ERROR_CODE, ImageError, InvalidImageError
-from ._images import Image, PreparedImage, generated_name, load_image
+from ._images import Image, PreparedImage, generated_name
+from ._safe_fetch import DownloadError, SafeFetcher
 from ._types import ImageResult
 
-if TYPE_CHECKING:
-    from ._client import AsyncTupuClient, _CallOptions
+__all__ = ["MAX_DOWNLOAD_BYTES_RESIZED", "LoadFn", "ResubmitFn", "UrlFallback"]
 
-__all__ = [
-    "DOWNLOAD_TIMEOUT",
-    "MAX_DOWNLOAD_BYTES_RESIZED",
-    "DownloadError",
-    "download_capped",
-    "resubmit_failed_urls",
-]
-
-DOWNLOAD_TIMEOUT: Final = 10.0
-"""Seconds one fallback download may take, connection included."""
-MAX_DOWNLOAD_BYTES_RESIZED: Final = 20 * 1024 * 1024
+MAX_DOWNLOAD_BYTES_RESIZED = 20 * 1024 * 1024
 """Download cap when a resizer will shrink the content (else the API's 1 MiB)."""
 
+LoadFn = Callable[[Image, int, "str | None"], Awaitable[PreparedImage]]
+"""``load(image, index, tag)``: validate (and resize) downloaded content; raises
+``InvalidImageError``."""
+ResubmitFn = Callable[[Batch], Awaitable[list[ImageResult]]]
+"""``resubmit(batch)``: one content request; one result per image, only fatal errors raise."""
+CountFn = Callable[[int], None]
 
-class DownloadError(Exception):
-    """A fallback download that failed; the message says why, for the image's result."""
 
+class UrlFallback:
+    """Replaces the code-14 results of URL batches by downloading and resubmitting them.
 
-async def download_capped(
-    http: httpx.AsyncClient, url: str, *, max_bytes: int, max_seconds: float = DOWNLOAD_TIMEOUT
-) -> bytes:
-    """GET ``url``: at most ``max_bytes`` of body within ``max_seconds``, else DownloadError."""
-    try:
-        with anyio.fail_after(max_seconds):
-            async with http.stream(
-                "GET", url, timeout=httpx.Timeout(max_seconds), follow_redirects=True
-            ) as response:
-                if response.status_code != 200:
-                    raise DownloadError(f"HTTP {response.status_code}")
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise DownloadError(f"{int(declared):,} bytes is over the {max_bytes:,} cap")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DownloadError(f"more than the {max_bytes:,}-byte cap")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-    except TimeoutError:
-        raise DownloadError(f"timed out after {max_seconds:g}s") from None
-    except httpx.HTTPError as exc:
-        raise DownloadError(f"{type(exc).__name__}: {exc}") from None
+    ``load`` validates a download as the client validates any content image, ``max_bytes``
+    caps each download, ``count(n)`` is told how many images were resubmitted. The
+    fallback owns ``fetcher``: ``aclose()`` closes it.
+    """
+
+    def __init__(
+        self, *, fetcher: SafeFetcher, load: LoadFn, max_bytes: int, count: CountFn
+    ) -> None:
+        self._fetcher = fetcher
+        self._load = load
+        self._max_bytes = max_bytes
+        self._count = count
+
+    async def aclose(self) -> None:
+        await self._fetcher.aclose()
+
+    async def replace_failed(
+        self, results: list[ImageResult], batch: Batch, resubmit: ResubmitFn
+    ) -> list[ImageResult]:
+        """``results`` of the URL ``batch``, its code-14 ones replaced where possible.
+
+        Same length and order. Fatal errors of the resubmission raise, as for any request.
+        """
+        by_index = {im.index: im for im in batch}
+        to_fetch = [
+            by_index[r.index]
+            for r in results
+            if r.code == IMAGE_ERROR_CODE and r.index in by_index and by_index[r.index].is_url
+        ]
+        if not to_fetch:
+            return results
+        prepared: dict[int, PreparedImage] = {}
+        failed: dict[int, str] = {}
+        async with anyio.create_task_group() as tg:
+            for sent in to_fetch:
+                tg.start_soon(self._fetch_one, sent, prepared, failed)
+        replacements = await self._resubmit(to_fetch, prepared, failed, resubmit)
+        out: list[ImageResult] = []
+        for result in results:
+            if result.index in replacements:
+                out.append(replacements[result.index])
+            elif result.index in failed:
+                out.append(_with_download_error(result, failed[result.index]))
+            else:
+                out.append(result)
+        return out
+
+    async def _fetch_one(
+        self, sent: PreparedImage, prepared: dict[int, PreparedImage], failed: dict[int, str]
+    ) -> None:
+        assert sent.url is not None
+        try:
+            data = await self._fetcher.fetch(sent.url, max_bytes=self._max_bytes)
+            image = Image.from_bytes(
+                data, name=sent.name, tag=sent.tag, sequence_id=sent.sequence_id
+            )
+            loaded = await self._load(image, sent.index, sent.tag)
+        except (DownloadError, InvalidImageError) as exc:
+            failed[sent.index] = str(exc)
+            return
+        # The URL stays the reported name; the upload gets a plain file name the service keeps.
+        assert loaded.content is not None
+        assert loaded.format is not None
+        loaded.wire_name = generated_name(loaded.content, loaded.format)
+        prepared[sent.index] = loaded
+
+    async def _resubmit(
+        self,
+        to_fetch: list[PreparedImage],
+        prepared: dict[int, PreparedImage],
+        failed: dict[int, str],
+        resubmit: ResubmitFn,
+    ) -> dict[int, ImageResult]:
+        if not prepared:
+            logger.info(
+                "url_fallback: the service could not download %d URL(s), nor could the client",
+                len(failed),
+            )
+            return {}
+        new_batch = [prepared[im.index] for im in to_fetch if im.index in prepared]
+        self._count(len(new_batch))
+        logger.info(
+            "url_fallback: the service could not download %d URL(s); resubmitting %d as "
+            "content (%d could not be downloaded by the client either)",
+            len(to_fetch),
+            len(new_batch),
+            len(failed),
+        )
+        replacements: dict[int, ImageResult] = {}
+        for new in await resubmit(new_batch):
+            if new.error is not None and new.code != IMAGE_ERROR_CODE:
+                new.message = f"the client's fallback upload failed: {new.message}"
+            new.fallback = True
+            replacements[new.index] = new
+        return replacements
 
 
 def _with_download_error(result: ImageResult, reason: str) -> ImageResult:
@@ -82,91 +146,3 @@ def _with_download_error(result: ImageResult, reason: str) -> ImageResult:
             request_id=error.request_id,
         )
     return msgspec.structs.replace(result, message=message, error=error)
-
-
-async def _fetch_one(
-    client: AsyncTupuClient,
-    sent: PreparedImage,
-    max_bytes: int,
-    prepared: dict[int, PreparedImage],
-    failed: dict[int, str],
-) -> None:
-    assert sent.url is not None
-    try:
-        data = await download_capped(client._http, sent.url, max_bytes=max_bytes)
-        image = Image.from_bytes(data, name=sent.name, tag=sent.tag, sequence_id=sent.sequence_id)
-        transform = client._transform
-        if transform is None:
-            loaded = load_image(image, sent.index, sent.tag)
-        else:
-            loaded = await anyio.to_thread.run_sync(
-                lambda: load_image(image, sent.index, sent.tag, transform=transform)
-            )
-    except (DownloadError, InvalidImageError) as exc:
-        failed[sent.index] = str(exc)
-        return
-    # The URL stays the reported name; the upload gets a plain file name the service keeps.
-    assert loaded.content is not None
-    assert loaded.format is not None
-    loaded.wire_name = generated_name(loaded.content, loaded.format)
-    prepared[sent.index] = loaded
-
-
-async def resubmit_failed_urls(
-    client: AsyncTupuClient,
-    results: list[ImageResult],
-    batch: Batch,
-    options: _CallOptions,
-) -> list[ImageResult]:
-    """Replace the code-14 results of a URL ``batch`` by resubmitting the images as content.
-
-    Returns ``results`` with the same length and order. Fatal errors of the resubmission
-    raise, as for any request; other request failures become those images' results.
-    """
-    from ._client import _CallOptions
-
-    by_index = {im.index: im for im in batch}
-    to_fetch = [
-        by_index[r.index]
-        for r in results
-        if r.code == IMAGE_ERROR_CODE and r.index in by_index and by_index[r.index].is_url
-    ]
-    if not to_fetch:
-        return results
-    max_bytes = MAX_IMAGE_BYTES if client._transform is None else MAX_DOWNLOAD_BYTES_RESIZED
-    prepared: dict[int, PreparedImage] = {}
-    failed: dict[int, str] = {}
-    async with anyio.create_task_group() as tg:
-        for sent in to_fetch:
-            tg.start_soon(_fetch_one, client, sent, max_bytes, prepared, failed)
-    replacements: dict[int, ImageResult] = {}
-    if prepared:
-        new_batch = [prepared[im.index] for im in to_fetch if im.index in prepared]
-        client._stats.fallbacks += len(new_batch)
-        logger.info(
-            "url_fallback: the service could not download %d URL(s); resubmitting %d as "
-            "content (%d could not be downloaded by the client either)",
-            len(to_fetch),
-            len(new_batch),
-            len(failed),
-        )
-        fallback_options = _CallOptions(options.tasks, options.referer, "multipart")
-        for new in await client._send_batch(new_batch, fallback_options):
-            if new.error is not None and new.code != IMAGE_ERROR_CODE:
-                new.message = f"the client's fallback upload failed: {new.message}"
-            new.fallback = True
-            replacements[new.index] = new
-    elif failed:
-        logger.info(
-            "url_fallback: the service could not download %d URL(s), nor could the client",
-            len(failed),
-        )
-    out: list[ImageResult] = []
-    for result in results:
-        if result.index in replacements:
-            out.append(replacements[result.index])
-        elif result.index in failed:
-            out.append(_with_download_error(result, failed[result.index]))
-        else:
-            out.append(result)
-    return out
