@@ -25,6 +25,7 @@ instance ``b"porn"`` is blocked, ``b"sexy"`` sent to review, a URL containing
 from __future__ import annotations
 
 from ._faults import ALL_FAULT_KINDS, FaultConfig
+from ._jsontext import JSON_STYLES, JsonStyle, js_number_text
 from ._library import ImageLibrary, LibraryImage
 from ._process import FakeServerProcess, spawn_fake_server, split_cores
 from ._redis import RedisServer
@@ -36,6 +37,7 @@ from ._transport import FakeServerTransport
 __all__ = [
     "ALL_FAULT_KINDS",
     "DEFAULT_TASKS",
+    "JSON_STYLES",
     "MAGIC_OUTCOMES",
     "FakeServerProcess",
     "FakeServerStats",
@@ -43,9 +45,11 @@ __all__ = [
     "FakeTupuServer",
     "FaultConfig",
     "ImageLibrary",
+    "JsonStyle",
     "LibraryImage",
     "RecordedRequest",
     "RedisServer",
+    "js_number_text",
     "max_arrivals_in_window",
     "spawn_fake_server",
     "split_cores",
