@@ -7,6 +7,8 @@ a secret id under its QPS limit while packing images ten to a request::
 
     async with AsyncTupuClient(secret_id="...", private_key=Path("key.pem")) as client:
         results = await client.recognize_many(urls)
+
+``TupuClient`` is the same client for synchronous code (threads, WSGI apps, scripts).
 """
 
 from ._client import AsyncTupuClient
@@ -40,6 +42,8 @@ from ._library_types import (
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from ._redis_limiter import RedisLimiter
 from ._retry import RetryPolicy
+from ._sync import BlockingCallError, ClientClosedError, TupuClient
+from ._sync_libraries import SyncLibraries
 from ._types import (
     AdFile,
     FaceObject,
@@ -61,6 +65,7 @@ from ._types import (
     ViolenceFile,
     VulgarFile,
 )
+from ._zip import ZipLimits
 
 __version__ = "0.1.0"
 
@@ -69,6 +74,8 @@ __all__ = [
     "AdFile",
     "AsyncTupuClient",
     "AuthenticationError",
+    "BlockingCallError",
+    "ClientClosedError",
     "ClientStats",
     "ClockSkewError",
     "ConfigurationError",
@@ -106,15 +113,18 @@ __all__ = [
     "SubLabel",
     "SubLabelScore",
     "SummaryItem",
+    "SyncLibraries",
     "TaskFile",
     "TaskResult",
     "TopNCount",
     "TransportError",
+    "TupuClient",
     "TupuError",
     "UnlimitedLimiter",
     "ViolationFile",
     "ViolenceFile",
     "VulgarFile",
+    "ZipLimits",
     "__version__",
     "verify_envelope",
 ]
