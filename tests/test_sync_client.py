@@ -12,9 +12,8 @@ from types import ModuleType
 from typing import Any
 
 import anyio
-import httpx
 import pytest
-from clients import FAST_RETRIES, png
+from clients import png, sync_client
 
 from tupu_async import (
     AuthenticationError,
@@ -27,22 +26,6 @@ from tupu_async import (
 from tupu_async.testing import FakeTupuServer
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-def sync_client(
-    server: FakeTupuServer, backend: str, secret_id: str = "sync", **kwargs: Any
-) -> TupuClient:
-    sid, key = server.add_credentials(secret_id)
-    kwargs.setdefault("retry_policy", FAST_RETRIES)
-    return TupuClient(
-        sid,
-        key,
-        base_url="http://fake.tupu.test",
-        tupu_public_key=server.public_key_pem,
-        http_client=httpx.AsyncClient(transport=server.transport()),
-        backend=backend,
-        **kwargs,
-    )
 
 
 @pytest.fixture
