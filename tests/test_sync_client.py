@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import io
 import pathlib
@@ -278,3 +279,17 @@ def test_the_flask_example_coalesces_concurrent_uploads(
     assert server.stats.images_per_request == [6]
     assert bad.status_code == 400
     assert missing.status_code == 400
+
+
+def test_an_abandoned_iteration_is_stopped_when_collected(
+    server: FakeTupuServer, backend: str
+) -> None:
+    with sync_client(server, backend, max_in_flight=1, qps=5) as tupu:
+        results = tupu.iter_recognize(png(i) for i in range(500))
+        assert next(results).ok
+        del results
+        gc.collect()
+        sent = len(server.stats.images_per_request)
+        assert tupu.recognize_one(png(999)).ok
+    assert sent < 50
+    assert len(server.stats.images_per_request) <= sent + 2

@@ -184,6 +184,7 @@ class TupuClient:
         portal = self._portal_cm.__enter__()
         try:
             self._client: AsyncTupuClient = portal.call(make)
+            self._loop_thread: int = portal.call(threading.get_ident)
             self._client_cm = portal.wrap_async_context_manager(self._client)
             self._client_cm.__enter__()
         except BaseException:
@@ -406,8 +407,12 @@ class TupuClient:
                 raise ClientClosedError("the client was closed while iter_recognize ran")
             future.result()  # the pump's own error (a fatal TupuError), if any
         finally:
-            if not self._closed:
-                with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
-                    self._portal.call(_stop_pump, scope, receive)
-            with contextlib.suppress(Exception):  # raised above already, or not wanted
-                future.result()
+            if threading.get_ident() == self._loop_thread:
+                # Garbage-collected on the loop itself: stop the pump, never wait on it.
+                _stop_pump(scope, receive)
+            else:
+                if not self._closed:
+                    with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
+                        self._portal.call(_stop_pump, scope, receive)
+                with contextlib.suppress(Exception):  # raised above already, or not wanted
+                    future.result()
