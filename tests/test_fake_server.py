@@ -183,6 +183,8 @@ async def test_task_results_have_the_shapes_of_real_responses(harness: Harness) 
         ("12345", "12345", 0),
         ("12345.0", "12345", 0),
         ("12345.0", "12345.0", 1),
+        ("1e21", "1e+21", 0),  # large values keep JavaScript's exponent form
+        ("1e21", "1000000000000000000000", 1),
     ],
 )
 async def test_json_number_nonces_are_checked_in_their_javascript_spelling(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import inspect
 import io
 import pathlib
 import threading
@@ -17,6 +18,7 @@ import pytest
 from clients import png, sync_client
 
 from tupu_async import (
+    AsyncTupuClient,
     AuthenticationError,
     BlockingCallError,
     ClientClosedError,
@@ -43,6 +45,14 @@ def server() -> FakeTupuServer:
 def client(server: FakeTupuServer, backend: str) -> Iterator[TupuClient]:
     with sync_client(server, backend) as tupu:
         yield tupu
+
+
+def test_the_constructor_takes_every_async_client_argument() -> None:
+    ours = inspect.signature(TupuClient).parameters
+    theirs = inspect.signature(AsyncTupuClient).parameters
+    assert [(p.name, p.kind, p.default) for p in theirs.values()] == [
+        (p.name, p.kind, p.default) for p in ours.values() if p.name != "backend"
+    ]
 
 
 def test_recognize_and_recognize_many_block_and_return_the_async_results(
