@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,3 +222,8 @@ def test_the_sync_client_is_instrumented_through_its_async_engine(
     assert len(results) == 12
     assert len(otel.spans()) == 2
     assert otel.total("tupu.client.images") == 12
+
+
+def test_importing_tupu_async_does_not_import_opentelemetry() -> None:
+    code = "import sys, tupu_async; sys.exit('opentelemetry' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
