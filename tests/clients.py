@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tupu_async import AsyncTupuClient, RetryPolicy
+from tupu_async import AsyncTupuClient, RetryPolicy, TupuClient
 from tupu_async.testing import FakeTupuServer
 
 FAST_RETRIES = RetryPolicy(max_retries=3, backoff_base=0.005, backoff_max=0.05)
@@ -24,6 +24,23 @@ def in_process_client(
         base_url="http://fake.tupu.test",
         tupu_public_key=server.public_key_pem,
         http_client=httpx.AsyncClient(transport=server.transport()),
+        **kwargs,
+    )
+
+
+def sync_client(
+    server: FakeTupuServer, backend: str, secret_id: str = "sync", **kwargs: Any
+) -> TupuClient:
+    """A ``TupuClient`` on ``backend`` talking to ``server`` in process."""
+    sid, key = server.add_credentials(secret_id)
+    kwargs.setdefault("retry_policy", FAST_RETRIES)
+    return TupuClient(
+        sid,
+        key,
+        base_url="http://fake.tupu.test",
+        tupu_public_key=server.public_key_pem,
+        http_client=httpx.AsyncClient(transport=server.transport()),
+        backend=backend,
         **kwargs,
     )
 

@@ -172,19 +172,57 @@ async def test_task_results_have_the_shapes_of_real_responses(harness: Harness) 
 
 
 @pytest.mark.anyio
-async def test_json_numbers_are_signed_and_echoed_by_their_literal_text(harness: Harness) -> None:
-    timestamp, nonce = str(int(time.time())), "1.2E-4"
-    fields = harness.signer.sign(timestamp=timestamp, nonce=nonce)
+@pytest.mark.parametrize(
+    ("literal", "signed_over", "code"),
+    [
+        ("1.2e-05", "0.000012", 0),  # the service rebuilds the number as JavaScript prints it
+        ("1.2e-05", "1.2e-05", 1),  # so a signature over the literal fails
+        ("1.2E-4", "0.00012", 0),
+        ("1.2E-4", "1.2E-4", 1),
+        ("0.5", "0.5", 0),
+        ("12345", "12345", 0),
+        ("12345.0", "12345", 0),
+        ("12345.0", "12345.0", 1),
+        ("1e21", "1e+21", 0),  # large values keep JavaScript's exponent form
+        ("1e21", "1000000000000000000000", 1),
+    ],
+)
+async def test_json_number_nonces_are_checked_in_their_javascript_spelling(
+    harness: Harness, literal: str, signed_over: str, code: int
+) -> None:
+    timestamp = str(int(time.time()))
+    fields = harness.signer.sign(timestamp=timestamp, nonce=signed_over)
     body = (
-        f'{{"image": ["http://img.test/a.jpg"], "timestamp": {timestamp}, "nonce": {nonce}, '
+        f'{{"image": ["http://img.test/a.jpg"], "timestamp": {timestamp}, "nonce": {literal}, '
         f'"signature": "{fields.signature}"}}'
     )
     response = await harness.client.post(
         f"/v3/recognition/{SECRET}", content=body, headers={"content-type": "application/json"}
     )
     inner = harness.inner(response)
-    assert inner["code"] == 0
-    assert '"nonce":1.2E-4' in response.json()["json"]  # the number, spelled as sent
+    assert inner["code"] == code
+    assert f'"nonce":{literal}' in response.json()["json"]  # echoed as the number sent
+
+
+@pytest.mark.anyio
+async def test_json_number_timestamps_are_checked_in_their_javascript_spelling(
+    harness: Harness,
+) -> None:
+    seconds = int(time.time())
+    digits = str(seconds)
+    literal = f"{digits[0]}.{digits[1:]}e{len(digits) - 1}"  # 1.76e9: JavaScript prints 1760000000
+    for signed_over, code in ((str(seconds), 0), (literal, 1)):
+        fields = harness.signer.sign(timestamp=signed_over)
+        body = (
+            f'{{"image": ["http://img.test/a.jpg"], "timestamp": {literal}, '
+            f'"nonce": "{fields.nonce}", "signature": "{fields.signature}"}}'
+        )
+        response = await harness.client.post(
+            f"/v3/recognition/{SECRET}",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert harness.inner(response)["code"] == code, signed_over
 
 
 @pytest.mark.anyio

@@ -252,7 +252,11 @@ async def test_fallback_over_loopback_http(
             fallback_allow_private=LOOPBACK,
         ) as client:
             results = await client.recognize_many(
-                [f"{host.url}/ok.jpg", f"{host.url}/download-fail/cat.png", f"{host.url}/download-fail/x.png"]
+                [
+                    f"{host.url}/ok.jpg",
+                    f"{host.url}/download-fail/cat.png",
+                    f"{host.url}/download-fail/x.png",
+                ]
             )
 
     ok, fallback, missing = results

@@ -7,6 +7,8 @@ a secret id under its QPS limit while packing images ten to a request::
 
     async with AsyncTupuClient(secret_id="...", private_key=Path("key.pem")) as client:
         results = await client.recognize_many(urls)
+
+``TupuClient`` is the same client for synchronous code (threads, WSGI apps, scripts).
 """
 
 from ._client import AsyncTupuClient
@@ -41,6 +43,8 @@ from ._library_types import (
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from ._redis_limiter import RedisLimiter
 from ._retry import RetryPolicy
+from ._sync import BlockingCallError, ClientClosedError, TupuClient
+from ._sync_libraries import SyncLibraries
 from ._types import (
     AdFile,
     FaceObject,
@@ -62,6 +66,7 @@ from ._types import (
     ViolenceFile,
     VulgarFile,
 )
+from ._zip import ZipLimits
 
 __version__ = "0.1.0"
 
@@ -70,6 +75,8 @@ __all__ = [
     "AdFile",
     "AsyncTupuClient",
     "AuthenticationError",
+    "BlockingCallError",
+    "ClientClosedError",
     "ClientStats",
     "ClockSkewError",
     "ConfigurationError",
@@ -111,17 +118,20 @@ __all__ = [
     "SubLabelScore",
     "Suggestion",
     "SummaryItem",
+    "SyncLibraries",
     "TaskFile",
     "TaskId",
     "TaskResult",
     "TopNCount",
     "TransportError",
+    "TupuClient",
     "TupuError",
     "UnlimitedLimiter",
     "ViolationFile",
     "ViolationLabel",
     "ViolenceFile",
     "VulgarFile",
+    "ZipLimits",
     "__version__",
     "verify_envelope",
 ]

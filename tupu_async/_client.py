@@ -13,8 +13,8 @@ import httpx
 from anyio.abc import TaskGroup
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from ._base_url import normalise_base_url
 from ._address_policy import AllowEntry
+from ._base_url import normalise_base_url
 from ._batching import Batch, Packer
 from ._coalescer import Coalescer
 from ._constants import (

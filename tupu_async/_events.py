@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["ClientStats", "Hooks", "RequestEvent", "logger"]
+__all__ = ["ClientStats", "Hooks", "Listener", "RequestEvent", "logger"]
 
 logger = logging.getLogger("tupu_async")
 
@@ -28,6 +28,8 @@ class RequestEvent:
     ``attempt`` counts from 0; ``status_code`` is None before the response (or when the
     connection failed); ``error`` is the failure of this attempt, if any; ``delay`` is the
     backoff before the next attempt (``on_retry``) or the pause (``on_throttle``).
+    ``limiter_wait`` is how long the attempt waited for its rate-limiter permit and
+    ``tupu_code`` the Tupu status code of the response, when it carried one.
     """
 
     path: str
@@ -37,19 +39,28 @@ class RequestEvent:
     elapsed: float | None = None
     error: BaseException | None = None
     delay: float | None = None
+    limiter_wait: float | None = None
+    tupu_code: int | None = None
 
 
 Hook = Callable[[RequestEvent], None]
+Listener = Callable[[str, RequestEvent], None]
+"""``listener(hook_name, event)``: sees every event, e.g. the OpenTelemetry instrumentation."""
 
 
 @dataclass
 class Hooks:
-    """Callables invoked on every request, response, retry and throttle."""
+    """Callables invoked on every request, response, retry and throttle.
+
+    ``on_cancel`` runs instead of ``on_response`` when an attempt is cancelled while its
+    request is in flight (its ``error`` is the cancellation).
+    """
 
     on_request: Hook | None = None
     on_response: Hook | None = None
     on_retry: Hook | None = None
     on_throttle: Hook | None = None
+    on_cancel: Hook | None = None
 
     def emit(self, which: str, event: RequestEvent) -> None:
         hook: Hook | None = getattr(self, which)

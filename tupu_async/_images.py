@@ -11,10 +11,13 @@ import os
 import pathlib
 import re
 from collections.abc import Callable
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
+
+if TYPE_CHECKING:
+    from ._zip import ZipLimits
 
 __all__ = [
     "ContentTransform",
@@ -108,6 +111,25 @@ class Image:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidImageError(f"Image.from_bytes needs bytes, not {type(data).__name__}")
         return cls("bytes", data=bytes(data), name=name, tag=tag, sequence_id=sequence_id)
+
+    @classmethod
+    def from_zip(
+        cls,
+        source: bytes | str | os.PathLike[str],
+        *,
+        tag: str | None = None,
+        name: str | None = None,
+        limits: ZipLimits | None = None,
+    ) -> list[Image]:
+        """One image per file member of a ZIP archive (a path or bytes), in archive order.
+
+        Members are named ``archive.zip/member.png`` (``name`` overrides the archive
+        part). The archive is inflated in memory under ``limits`` (see ``ZipLimits``); a
+        zip bomb, an encrypted member or a symlink raises ``InvalidImageError``.
+        """
+        from ._zip import images_from_zip
+
+        return images_from_zip(source, tag=tag, name=name, limits=limits)
 
     def __repr__(self) -> str:
         where = (

@@ -14,7 +14,7 @@ import httpx
 
 from ._constants import USER_AGENT
 from ._envelope import excerpt
-from ._events import ClientStats, Hooks, RequestEvent, logger
+from ._events import ClientStats, Hooks, Listener, RequestEvent, logger
 from ._exceptions import RateLimitError, TupuError, error_for_http_status
 from ._limiter import RateLimiter, SentHook
 from ._requests import PreparedRequest
@@ -56,6 +56,12 @@ def _trace_extension(mark_sent: SentHook) -> dict[str, Any]:
     return {"trace": trace}
 
 
+def _tupu_code(outcome: object) -> int | None:
+    """The Tupu status code a parsed response or a ``TupuError`` carries, if any."""
+    code = getattr(outcome, "code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 class RequestSender:
     """Sends prepared requests with the limiter, signing and retry policy of one client.
 
@@ -84,6 +90,15 @@ class RequestSender:
         self._hooks = hooks
         self.stats = stats
         self._headers: dict[str, dict[str, str]] = {}
+        self.listeners: list[Listener] = []
+
+    def _emit(self, which: str, event: RequestEvent) -> None:
+        self._hooks.emit(which, event)
+        for listener in self.listeners:
+            try:
+                listener(which, event)
+            except Exception:  # instrumentation must never break traffic
+                logger.exception("tupu_async event listener raised; ignoring")
 
     @property
     def signer(self) -> Signer:
@@ -106,12 +121,17 @@ class RequestSender:
         stats = self.stats
         attempt = 0
         while True:
+            waiting = time.monotonic()
             mark_sent = await self._limiter.acquire()
+            waited = time.monotonic() - waiting
             signed = self._signer.sign()
             body = request.body(signed)
             stats.requests += 1
             stats.in_flight += 1
-            self._hooks.emit("on_request", RequestEvent(shown, request.image_count, attempt))
+            self._emit(
+                "on_request",
+                RequestEvent(shown, request.image_count, attempt, limiter_wait=waited),
+            )
             if logger.isEnabledFor(10):
                 logger.debug(
                     "POST %s (%d images, attempt %d, %d bytes, signature=***)",
@@ -132,6 +152,19 @@ class RequestSender:
                 )
             except httpx.HTTPError as exc:
                 error = classify_httpx_error(exc)
+            except BaseException as exc:  # cancelled while in flight
+                self._emit(
+                    "on_cancel",
+                    RequestEvent(
+                        shown,
+                        request.image_count,
+                        attempt,
+                        elapsed=time.monotonic() - started,
+                        error=exc,
+                        limiter_wait=waited,
+                    ),
+                )
+                raise
             else:
                 status = response.status_code
                 stats.responses += 1
@@ -143,7 +176,7 @@ class RequestSender:
                 else:
                     stats.images += request.image_count
                     self._limiter.on_success()
-                    self._hooks.emit(
+                    self._emit(
                         "on_response",
                         RequestEvent(
                             shown,
@@ -151,20 +184,31 @@ class RequestSender:
                             attempt,
                             status,
                             time.monotonic() - started,
+                            limiter_wait=waited,
+                            tupu_code=_tupu_code(result),
                         ),
                     )
                     return result
             finally:
                 stats.in_flight -= 1
             elapsed = time.monotonic() - started
-            self._hooks.emit(
+            self._emit(
                 "on_response",
-                RequestEvent(shown, request.image_count, attempt, status, elapsed, error),
+                RequestEvent(
+                    shown,
+                    request.image_count,
+                    attempt,
+                    status,
+                    elapsed,
+                    error,
+                    limiter_wait=waited,
+                    tupu_code=_tupu_code(error),
+                ),
             )
             retry_after = getattr(error, "retry_after", None)
             if isinstance(error, RateLimitError):
                 stats.throttles += 1
-                self._hooks.emit(
+                self._emit(
                     "on_throttle",
                     RequestEvent(
                         shown,
@@ -194,7 +238,7 @@ class RequestSender:
                 raise error
             delay = self._policy.delay(attempt, retry_after)
             stats.retries += 1
-            self._hooks.emit(
+            self._emit(
                 "on_retry",
                 RequestEvent(shown, request.image_count, attempt, status, elapsed, error, delay),
             )

@@ -4,7 +4,9 @@ Each input becomes a URL string or an :class:`~tupu_async.Image` whose ``name`` 
 its result reports, so ``--resume`` can compare names with the output file. A command-line
 argument that is neither a URL nor an existing file or folder is a typing mistake, found
 by ``missing_arguments`` before anything runs; a list-file line like that becomes that
-image's error ("no such file"), and the run goes on.
+image's error ("no such file"), and the run goes on. A ``.zip`` file (given, or found in a folder)
+stands for its member images (``Image.from_zip``); an archive refused by the zip-bomb
+limits is logged and passed on as one file, which the client reports as that input's error.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, TextIO
 
+from .._events import logger
+from .._exceptions import InvalidImageError
 from .._images import Image
 
 __all__ = [
+    "ARCHIVE_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "count_inputs",
     "expand_inputs",
@@ -31,7 +36,10 @@ __all__ = [
 IMAGE_EXTENSIONS: Final = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".heic", ".heif"}
 )
-"""File extensions a folder is expanded to (case-insensitive)."""
+"""File extensions a folder is expanded to (case-insensitive), besides ``.zip``."""
+
+ARCHIVE_EXTENSIONS: Final = frozenset({".zip"})
+_FOLDER_EXTENSIONS: Final = IMAGE_EXTENSIONS | ARCHIVE_EXTENSIONS
 
 
 def _lines(source: str, stdin: TextIO | None = None) -> Iterator[str]:
@@ -51,18 +59,36 @@ def _entries(lines: Iterable[str]) -> Iterator[str]:
             yield text
 
 
-def image_files(folder: pathlib.Path, recursive: bool = False) -> Iterator[pathlib.Path]:
-    """Image files in ``folder`` by extension, sorted by path, lazily for deep trees."""
+def image_files(
+    folder: pathlib.Path, recursive: bool = False, *, archives: bool = False
+) -> Iterator[pathlib.Path]:
+    """Image files (and ZIP files with ``archives``) in ``folder`` by extension, sorted by
+    path, lazily for deep trees."""
+    wanted = _FOLDER_EXTENSIONS if archives else IMAGE_EXTENSIONS
     if recursive:
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                if os.path.splitext(name)[1].lower() in wanted:
                     yield pathlib.Path(root, name)
         return
     for entry in sorted(folder.iterdir()):
-        if entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS:
+        if entry.is_file() and entry.suffix.lower() in wanted:
             yield entry
+
+
+def _file(path: pathlib.Path) -> Iterator[Image]:
+    """A file's inputs: its member images for a ZIP archive, else the file itself."""
+    if path.suffix.lower() not in ARCHIVE_EXTENSIONS:
+        yield Image.from_path(path)
+        return
+    try:
+        members = Image.from_zip(path, name=str(path))
+    except InvalidImageError as exc:
+        logger.warning("%s", exc)
+        yield Image.from_path(path)
+        return
+    yield from members
 
 
 def _one(text: str, recursive: bool) -> Iterator[str | Image]:
@@ -71,9 +97,11 @@ def _one(text: str, recursive: bool) -> Iterator[str | Image]:
         return
     path = pathlib.Path(text).expanduser()
     if path.is_dir():
-        for file in image_files(path, recursive):
-            yield Image.from_path(file)
-    elif path.is_file() or "://" not in text:
+        for file in image_files(path, recursive, archives=True):
+            yield from _file(file)
+    elif path.is_file():
+        yield from _file(path)
+    elif "://" not in text:
         yield Image.from_path(path, name=text)  # a missing one: "no such file" when read
     else:
         yield text  # another scheme: the client says it is not an http(s) URL

@@ -25,6 +25,7 @@ are injected at random (``FaultConfig``) or in order (``server.inject("http_500"
 from __future__ import annotations
 
 from ._faults import ALL_FAULT_KINDS, FaultConfig
+from ._jsontext import JSON_STYLES, JsonStyle, js_number_text
 from ._library import ImageLibrary, LibraryImage
 from ._process import FakeServerProcess, spawn_fake_server, split_cores
 from ._redis import RedisServer
@@ -37,6 +38,7 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "DEFAULT_TASKS",
     "DOWNLOAD_FAIL_WORD",
+    "JSON_STYLES",
     "MAGIC_OUTCOMES",
     "FakeServerProcess",
     "FakeServerStats",
@@ -44,9 +46,11 @@ __all__ = [
     "FakeTupuServer",
     "FaultConfig",
     "ImageLibrary",
+    "JsonStyle",
     "LibraryImage",
     "RecordedRequest",
     "RedisServer",
+    "js_number_text",
     "max_arrivals_in_window",
     "spawn_fake_server",
     "split_cores",

@@ -41,6 +41,7 @@ from .._constants import (
 )
 from . import _faults as faults
 from ._auth import Authenticator
+from ._jsontext import JsonStyle, StyleCycle, restyle
 from ._library import LibraryStore
 from ._parsing import (
     Credentials,
@@ -110,7 +111,14 @@ class _ClientGone(Exception):
 class AppSettings:
     """The knobs of a running fake server (the server object exposes them)."""
 
-    __slots__ = ("latency", "latency_jitter", "sign_management_responses", "summary", "tasks")
+    __slots__ = (
+        "json_style",
+        "latency",
+        "latency_jitter",
+        "sign_management_responses",
+        "summary",
+        "tasks",
+    )
 
     def __init__(
         self,
@@ -120,7 +128,9 @@ class AppSettings:
         summary: bool,
         tasks: Sequence[str],
         sign_management_responses: bool,
+        json_style: JsonStyle = "go",
     ) -> None:
+        self.json_style = StyleCycle(json_style)
         self.latency = latency
         self.latency_jitter = latency_jitter
         self.summary = summary
@@ -329,9 +339,15 @@ class FakeTupuApp:
             headers=((b"retry-after", b"1"),),
         )
 
+    def _signed(self, inner: bytes | dict[str, Any]) -> bytes:
+        """The envelope of ``inner``, spelt in the next ``json_style`` before signing."""
+        if isinstance(inner, dict):
+            inner = json_body(inner)
+        return envelope_body(self.signing_key, restyle(inner, self.settings.json_style.next()))
+
     def _envelope(self, code: int, message: str, credentials: Credentials) -> _Reply:
         inner = inner_fields(code, message, credentials.nonce_echo)
-        return _Reply(200, envelope_body(self.signing_key, inner), code=code)
+        return _Reply(200, self._signed(inner), code=code)
 
     # -- recognition ------------------------------------------------------------------
 
@@ -486,7 +502,7 @@ class FakeTupuApp:
             images, tasks=tasks, tags=tags, summary=settings.summary
         )
         inner = inner_json(members, inner_fields(0, "success", credentials.nonce_echo))
-        return _Reply(200, envelope_body(self.signing_key, inner), code=0)
+        return _Reply(200, self._signed(inner), code=0)
 
     def _tasks(self, request: RecognitionRequest) -> list[str] | str:
         """The task ids to run, or the code-7 message naming the ones not allowed."""
@@ -571,7 +587,7 @@ class FakeTupuApp:
             return _Reply(200, json_body(data))
         inner = inner_fields(0, "success", credentials.nonce_echo)
         inner.update(data)
-        return _Reply(200, envelope_body(self.signing_key, inner), code=0)
+        return _Reply(200, self._signed(inner), code=0)
 
     def _management_error(self, code: int, message: str, credentials: Credentials) -> _Reply:
         if self.settings.sign_management_responses:

@@ -3,8 +3,10 @@
 Recognition requests come as JSON (``image`` URLs), ``multipart/form-data`` (repeated
 ``image`` fields holding files or URL strings) or ``x-www-form-urlencoded`` (URLs); the
 base64 endpoint takes JSON ``images``; the management endpoints take JSON with the
-credentials in the body. ``timestamp`` and ``nonce`` are kept as the exact text received
-(a JSON number keeps its literal spelling), since the signature covers that text.
+credentials in the body. ``timestamp`` and ``nonce`` are kept as the exact text received,
+since the signature covers that text; a JSON number is checked in its JavaScript spelling
+(``1.2e-05`` as ``0.000012``), as the service rebuilds it. A multipart file that is a ZIP
+archive stands for its members, each an image (named by its path in the archive).
 
 A body that cannot be used raises ``RequestRejected`` carrying the HTTP status and the
 plain JSON error to answer with.
@@ -20,7 +22,10 @@ from typing import Any, Final
 
 import msgspec
 
-from ._results import ImageInput
+from .._exceptions import InvalidImageError
+from .._zip import is_zip, read_zip_members
+from ._jsontext import js_number_text
+from ._results import ImageInput, complete_tail
 
 __all__ = [
     "Credentials",
@@ -167,7 +172,8 @@ def _raw_text(raw: msgspec.Raw | None) -> tuple[str | None, str | msgspec.Raw | 
         text = _str_decoder.decode(data)
         return text, text
     if first in b"-0123456789":
-        return data.decode("ascii"), raw
+        # The service signs over the number as JavaScript prints it, not the literal.
+        return js_number_text(data.decode("ascii")), raw
     return None, None  # null, true, an object: not a usable timestamp or nonce
 
 
@@ -299,15 +305,19 @@ def _recognition_from_fields(fields: Sequence[tuple[str, str | None, bytes]]) ->
     lists: dict[str, list[str]] = {"tag": [], "task": [], "sequenceId": []}
     singles: dict[str, str] = {}
     has_file = has_url = False
+    per_field: list[int] = []  # images each ``image`` field stands for (a ZIP: its members)
     for name, filename, data in fields:
         if name == "image":
             if filename is not None:
                 has_file = True
-                images.append(ImageInput(name=filename, content=data))
+                expanded = _zip_members(filename, data) if is_zip(data) else None
+                images.extend(expanded or [ImageInput(name=filename, content=data)])
+                per_field.append(len(expanded) if expanded else 1)
             else:
                 has_url = True
                 url = data.decode("utf-8", "replace").strip()
                 images.append(ImageInput(name=url, url=url))
+                per_field.append(1)
         elif name in lists:
             lists[name].append(data.decode("utf-8", "replace"))
         elif name in ("referer", "timestamp", "nonce", "signature"):
@@ -318,6 +328,9 @@ def _recognition_from_fields(fields: Sequence[tuple[str, str | None, bytes]]) ->
             CODE_NO_FILE,
             "image URLs and image files cannot be mixed in one request: send them separately",
         )
+    if len(per_field) != len(images):  # a ZIP's members share its field's tag
+        lists["tag"] = _spread(lists["tag"], per_field)
+        lists["sequenceId"] = _spread(lists["sequenceId"], per_field)
     return RecognitionRequest(
         images=images,
         tags=lists["tag"],
@@ -328,6 +341,23 @@ def _recognition_from_fields(fields: Sequence[tuple[str, str | None, bytes]]) ->
             singles.get("timestamp"), singles.get("nonce"), singles.get("signature")
         ),
     )
+
+
+def _zip_members(filename: str, data: bytes) -> list[ImageInput]:
+    """The member images of an uploaded ZIP; a refused archive is one failed image."""
+    try:
+        members = read_zip_members(data, archive=filename)
+    except InvalidImageError as exc:
+        return [ImageInput(name=filename, content=b"", error=str(exc))]
+    return [ImageInput(name=member.name, content=member.data) for member in members]
+
+
+def _spread(values: list[str], per_field: list[int]) -> list[str]:
+    """Per-field values (tail-completed) repeated for each image the field stands for."""
+    aligned = complete_tail(values, len(per_field))
+    if aligned is None:
+        return values
+    return [value for value, count in zip(aligned, per_field, strict=True) for _ in range(count)]
 
 
 def _media_type(content_type: bytes) -> bytes:

@@ -24,6 +24,7 @@ from .._keys import KeySource, load_private_key, load_public_key
 from ._app import AppSettings, FakeTupuApp
 from ._auth import Authenticator
 from ._faults import FaultConfig, FaultPlan
+from ._jsontext import JsonStyle, StyleCycle
 from ._library import ImageLibrary, LibraryImage, LibraryStore
 from ._qps import SlidingWindowLimit
 from ._results import Recognizer
@@ -93,7 +94,12 @@ class FakeTupuServer:
       magic substrings force outcomes (``tupu_async.testing.MAGIC_OUTCOMES``);
     - faults (``FaultConfig`` and :meth:`inject`) apply per recognition HTTP request (not
       to management requests) and are counted;
-    - :attr:`stats` records every request's monotonic arrival time before any latency.
+    - :attr:`stats` records every request's monotonic arrival time before any latency;
+    - as strict as the service on spelling: a nonce or timestamp sent as a JSON number is
+      checked in its JavaScript spelling (``1.2e-05`` as ``0.000012``), and the signed
+      response text is escaped per ``json_style`` (see :data:`JSON_STYLES`), so a client
+      must verify the text exactly as received; multipart ZIP uploads stand for their
+      member images.
 
     Not thread-safe for concurrent mutation; serve it from one event loop at a time.
     """
@@ -112,6 +118,7 @@ class FakeTupuServer:
         faults: FaultConfig | None = None,
         sign_management_responses: bool = False,
         replay_protection: bool = True,
+        json_style: JsonStyle = "go",
     ) -> None:
         if latency < 0 or latency_jitter < 0:
             raise ValueError("latency and latency_jitter must be >= 0 seconds")
@@ -126,6 +133,7 @@ class FakeTupuServer:
                 summary=summary,
                 tasks=tasks,
                 sign_management_responses=sign_management_responses,
+                json_style=json_style,
             ),
             signing_key=key,
             authenticator=Authenticator(
@@ -179,6 +187,15 @@ class FakeTupuServer:
         return self._app.authenticator.secret_ids
 
     # -- knobs --------------------------------------------------------------------------
+
+    @property
+    def json_style(self) -> JsonStyle:
+        """How the signed response text is spelt: one of :data:`JSON_STYLES`."""
+        return self._app.settings.json_style.style
+
+    @json_style.setter
+    def json_style(self, value: JsonStyle) -> None:
+        self._app.settings.json_style = StyleCycle(value)
 
     @property
     def latency(self) -> float:

@@ -1,0 +1,421 @@
+"""``TupuClient``: the synchronous client, a thin facade over ``AsyncTupuClient``.
+
+One event loop runs in a background thread (an anyio blocking portal) and owns one
+``AsyncTupuClient``; every blocking call is handed to that loop. The limiter, packing,
+coalescing and retries are therefore the async client's own code, and every thread that
+shares one ``TupuClient`` draws from one QPS budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from functools import partial
+from types import TracebackType
+from typing import TypeVar, cast
+
+import anyio
+import httpx
+from anyio.abc import TaskStatus
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.streams.memory import MemoryObjectReceiveStream
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+from ._address_policy import AllowEntry
+from ._client import AsyncTupuClient
+from ._constants import (
+    DEFAULT_BATCH_LINGER,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    MAX_IMAGES_PER_REQUEST,
+    MAX_QPS,
+    Region,
+)
+from ._events import ClientStats, Hooks
+from ._exceptions import TupuError
+from ._images import ImageInput
+from ._keys import KeySource
+from ._limiter import RateLimiter
+from ._requests import Transport
+from ._retry import RetryPolicy
+from ._sync_libraries import SyncLibraries
+from ._types import ImageResult, RecognitionResponse
+
+__all__ = ["BlockingCallError", "ClientClosedError", "TupuClient"]
+
+T = TypeVar("T")
+
+
+class BlockingCallError(TupuError, RuntimeError):
+    """A blocking ``TupuClient`` call made inside a running event loop, which it would freeze."""
+
+
+class ClientClosedError(TupuError, RuntimeError):
+    """A call on a ``TupuClient`` that was closed."""
+
+
+def _running_event_loop() -> str | None:
+    """The name of the event loop running in this thread, if any."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return None
+
+
+def _refuse_inside_event_loop(what: str) -> None:
+    loop = _running_event_loop()
+    if loop is not None:
+        raise BlockingCallError(
+            f"TupuClient.{what} blocks, and this thread runs a {loop} event loop that it would "
+            f"freeze: in async code use AsyncTupuClient (`await client.{what}(...)`), or run "
+            f"the call in a worker thread (anyio.to_thread.run_sync, asyncio.to_thread)"
+        )
+
+
+async def _pull(items: Iterable[ImageInput]) -> AsyncIterator[ImageInput]:
+    """Iterate ``items`` in a worker thread, one item at a time, so a caller's generator
+    (which may block on files, queues or a database) never runs on the event loop."""
+    iterator = iter(items)
+    done = object()
+    while True:
+        item: object = await anyio.to_thread.run_sync(next, iterator, done)
+        if item is done:
+            return
+        yield cast("ImageInput", item)
+
+
+def _source(images: Iterable[ImageInput]) -> Iterable[ImageInput] | AsyncIterator[ImageInput]:
+    """Lists and tuples go as they are (no caller code runs); other iterables are pulled."""
+    if isinstance(images, (list, tuple)):
+        return images
+    return _pull(images)
+
+
+_Pump = tuple[anyio.CancelScope, MemoryObjectReceiveStream[ImageResult]]
+
+
+def _stop_pump(scope: anyio.CancelScope, receive: MemoryObjectReceiveStream[ImageResult]) -> None:
+    scope.cancel()
+    receive.close()
+
+
+class TupuClient:
+    """The synchronous client: the constructor and results of ``AsyncTupuClient``.
+
+    For threaded code (Django, Flask, Celery, scripts); use it as a context manager or
+    call :meth:`close`. One client per secret id, shared by every thread::
+
+        with TupuClient(secret_id="...", private_key=Path("key.pem")) as client:
+            results = client.recognize_many(paths)
+
+    Calls are thread-safe; concurrent ``recognize_one`` calls from many threads are
+    coalesced into shared requests. Calling it from inside a running event loop raises
+    ``BlockingCallError``; after :meth:`close` calls raise ``ClientClosedError``.
+    ``backend`` picks the background loop (``"asyncio"`` or ``"trio"``).
+    """
+
+    def __init__(
+        self,
+        secret_id: str,
+        private_key: KeySource | RSAPrivateKey,
+        *,
+        region: Region | str = Region.CN,
+        base_url: str | None = None,
+        tupu_public_key: KeySource | RSAPublicKey | None = None,
+        verify_signature: bool = True,
+        qps: float = MAX_QPS,
+        max_images_per_request: int = MAX_IMAGES_PER_REQUEST,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        http_client: httpx.AsyncClient | None = None,
+        batch_linger: float = DEFAULT_BATCH_LINGER,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        limiter: RateLimiter | None = None,
+        retry_policy: RetryPolicy | None = None,
+        hooks: Hooks | None = None,
+        resize: bool = False,
+        url_fallback: bool = False,
+        fallback_allow_private: Iterable[AllowEntry] = (),
+        backend: str = "asyncio",
+    ) -> None:
+        _refuse_inside_event_loop("__init__")
+        make = partial(
+            AsyncTupuClient,
+            secret_id,
+            private_key,
+            region=region,
+            base_url=base_url,
+            tupu_public_key=tupu_public_key,
+            verify_signature=verify_signature,
+            qps=qps,
+            max_images_per_request=max_images_per_request,
+            max_retries=max_retries,
+            timeout=timeout,
+            http_client=http_client,
+            batch_linger=batch_linger,
+            max_in_flight=max_in_flight,
+            limiter=limiter,
+            retry_policy=retry_policy,
+            hooks=hooks,
+            resize=resize,
+            url_fallback=url_fallback,
+            fallback_allow_private=fallback_allow_private,
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal(
+            backend, name="tupu-async-loop"
+        )
+        portal = self._portal_cm.__enter__()
+        try:
+            self._client: AsyncTupuClient = portal.call(make)
+            self._loop_thread: int = portal.call(threading.get_ident)
+            self._client_cm = portal.wrap_async_context_manager(self._client)
+            self._client_cm.__enter__()
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+        self._portal = portal
+        self._libraries: SyncLibraries | None = None
+
+    # ----------------------------------------------------------------- lifetimes
+
+    def __enter__(self) -> TupuClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel work in flight, close connections, stop the background loop. Idempotent.
+
+        Calls still running in other threads raise (cancelled) instead of hanging.
+        """
+        _refuse_inside_event_loop("close")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._client_cm.__exit__(None, None, None)
+        finally:
+            try:  # calls still waiting in other threads are cancelled, not awaited
+                self._portal.call(self._portal.stop, True)
+            finally:
+                self._portal_cm.__exit__(None, None, None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        _refuse_inside_event_loop(what)
+        if self._closed:
+            raise ClientClosedError(
+                f"TupuClient.{what} on a closed client: create a new TupuClient"
+            )
+        try:
+            return self._portal.call(fn)
+        except FutureCancelled:
+            raise ClientClosedError(
+                f"TupuClient.{what} was cancelled because the client was closed"
+            ) from None
+        except RuntimeError as exc:
+            if self._closed:  # the portal stopped under this call
+                raise ClientClosedError(
+                    f"TupuClient.{what} on a closed client: create a new TupuClient"
+                ) from exc
+            raise
+
+    def _call_start(
+        self, what: str, fn: Callable[..., Awaitable[object]]
+    ) -> tuple[Future[object], _Pump]:
+        """Start ``fn`` as a task on the loop; its ``task_status.started`` value too."""
+        _refuse_inside_event_loop(what)
+        if self._closed:
+            raise ClientClosedError(
+                f"TupuClient.{what} on a closed client: create a new TupuClient"
+            )
+        future, started = self._portal.start_task(fn)
+        return future, cast("_Pump", started)
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def secret_id(self) -> str:
+        return self._client.secret_id
+
+    @property
+    def base_url(self) -> str:
+        return self._client.base_url
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters (see ``AsyncTupuClient.stats``)."""
+        return self._client.stats
+
+    @property
+    def hooks(self) -> Hooks:
+        return self._client.hooks
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._client.limiter
+
+    @property
+    def async_client(self) -> AsyncTupuClient:
+        """The ``AsyncTupuClient`` running on the background loop (for instrumentation)."""
+        return self._client
+
+    @property
+    def libraries(self) -> SyncLibraries:
+        """The image-library (名单) management API, blocking."""
+        if self._libraries is None:
+            self._libraries = SyncLibraries(self._client.libraries, self._call)
+        return self._libraries
+
+    def __repr__(self) -> str:
+        return f"TupuClient(secret_id={self.secret_id!r}, base_url={self.base_url!r})"
+
+    # ------------------------------------------------------------ public calls
+
+    def recognize(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        tasks: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        referer: str | None = None,
+        transport: Transport = "multipart",
+    ) -> RecognitionResponse:
+        """Exactly one HTTP request; see ``AsyncTupuClient.recognize``."""
+        return self._call(
+            "recognize",
+            partial(
+                self._client.recognize,
+                images,
+                tasks=tasks,
+                tags=tags,
+                referer=referer,
+                transport=transport,
+            ),
+        )
+
+    def recognize_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        tasks: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        referer: str | None = None,
+        transport: Transport = "multipart",
+    ) -> list[ImageResult]:
+        """Any number of images, one result per input in input order; see
+        ``AsyncTupuClient.recognize_many``. A generator is consumed in a worker thread."""
+        return self._call(
+            "recognize_many",
+            partial(
+                self._client.recognize_many,
+                _source(images),
+                tasks=tasks,
+                tags=tags,
+                referer=referer,
+                transport=transport,
+            ),
+        )
+
+    def recognize_one(
+        self,
+        image: ImageInput,
+        *,
+        tasks: Sequence[str] | None = None,
+        tag: str | None = None,
+        referer: str | None = None,
+        transport: Transport = "multipart",
+    ) -> ImageResult:
+        """One image; concurrent calls from any threads share requests (see
+        ``AsyncTupuClient.recognize_one``)."""
+        return self._call(
+            "recognize_one",
+            partial(
+                self._client.recognize_one,
+                image,
+                tasks=tasks,
+                tag=tag,
+                referer=referer,
+                transport=transport,
+            ),
+        )
+
+    def iter_recognize(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        tasks: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        referer: str | None = None,
+        transport: Transport = "multipart",
+    ) -> Generator[ImageResult, None, None]:
+        """Yield each result as soon as its request completes, with bounded memory.
+
+        A plain generator: closing it (or leaving the ``for`` loop and dropping it)
+        cancels the work still in flight. Fatal errors raise from the ``for`` loop.
+        """
+        _refuse_inside_event_loop("iter_recognize")
+        client = self._client
+        source = _source(images)
+
+        async def pump(*, task_status: TaskStatus[_Pump]) -> None:
+            send, receive = anyio.create_memory_object_stream[ImageResult](0)
+            with anyio.CancelScope() as scope:
+                task_status.started((scope, receive))
+                async with send:
+                    async for result in client.iter_recognize(
+                        source, tasks=tasks, tags=tags, referer=referer, transport=transport
+                    ):
+                        await send.send(result)
+
+        future, (scope, receive) = self._call_start("iter_recognize", pump)
+        try:
+            while True:
+                try:
+                    result = self._call("iter_recognize", receive.receive)
+                except anyio.EndOfStream:
+                    break
+                yield result
+            if self._closed:
+                raise ClientClosedError("the client was closed while iter_recognize ran")
+            future.result()  # the pump's own error (a fatal TupuError), if any
+        finally:
+            if threading.get_ident() == self._loop_thread:
+                # Garbage-collected on the loop itself: stop the pump, never wait on it.
+                _stop_pump(scope, receive)
+            else:
+                if not self._closed:
+                    with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
+                        self._portal.call(_stop_pump, scope, receive)
+                with contextlib.suppress(Exception):  # raised above already, or not wanted
+                    future.result()
