@@ -14,6 +14,7 @@ from ._constants import Region
 from ._envelope import verify_envelope
 from ._events import ClientStats, Hooks, RequestEvent
 from ._exceptions import (
+    AmbiguousFailureError,
     APIError,
     AuthenticationError,
     ClockSkewError,
@@ -23,8 +24,11 @@ from ._exceptions import (
     KeyLoadError,
     MalformedResponseError,
     RateLimitError,
+    ReplayedResponseError,
+    ResponseTooLargeError,
     ServerError,
     SignatureVerificationError,
+    StaleResponseError,
     TransportError,
     TupuError,
 )
@@ -67,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIError",
     "AdFile",
+    "AmbiguousFailureError",
     "AsyncTupuClient",
     "AuthenticationError",
     "ClientStats",
@@ -99,10 +104,13 @@ __all__ = [
     "RecognitionResponse",
     "RedisLimiter",
     "Region",
+    "ReplayedResponseError",
     "RequestEvent",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
     "SignatureVerificationError",
+    "StaleResponseError",
     "SubLabel",
     "SubLabelScore",
     "SummaryItem",
