@@ -111,7 +111,8 @@ PrivateKeyOpt = Annotated[
     str | None,
     typer.Option(
         "--private-key",
-        help="Your RSA private key: a PEM file path or the PEM text (env TUPU_PRIVATE_KEY).",
+        help="Your RSA private key file (env TUPU_PRIVATE_KEY, which may also hold the PEM "
+        "text or its base64). Key text here is visible in `ps`: a warning says so.",
         show_default=False,
     ),
 ]
@@ -155,9 +156,14 @@ def _with_settings(
             region=region.value if region is not None else None,
             base_url=base_url,
             public_key=public_key,
+            warn=_warn,
         )
     except SettingError as exc:
         raise _fail(_stderr(), str(exc), EXIT_FATAL) from None
+
+
+def _warn(message: str) -> None:
+    _stderr().print(f"[bold yellow]warning:[/bold yellow] {escape(message)}", highlight=False)
 
 
 def _task_list(tasks: list[str] | None) -> list[str] | None:
