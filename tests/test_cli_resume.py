@@ -77,9 +77,9 @@ def test_resume_retries_failed_lines_and_skips_ok_ones(
     assert "1 images already in" in said(result.stderr)
     assert fake.images_sent() - before == 2  # a (failed before) and c; not b
     records = lines(out)
-    names = [r["name"] for r in records]
+    names = [str(r["name"]) for r in records]
     assert names[:2] == [a, b]  # the old lines stay; the new ones follow
-    assert sorted(names[2:]) == sorted([a, c])  # type: ignore[type-var]
+    assert sorted(names[2:]) == sorted([a, c])
     assert done_names(out.read_text().splitlines()) == {a, b, c}
 
 
