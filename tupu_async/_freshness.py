@@ -22,7 +22,7 @@ __all__ = ["ReplayGuard", "check_age", "timestamp_seconds"]
 
 # Above this a timestamp is in milliseconds (1e11 s is the year 5138).
 _MILLISECONDS_THRESHOLD: Final = 100_000_000_000
-DEFAULT_MAX_ENTRIES: Final = 200_000
+DEFAULT_MAX_ENTRIES: Final = 100_000
 
 
 def timestamp_seconds(timestamp: int) -> float:
