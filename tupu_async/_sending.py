@@ -202,8 +202,10 @@ class RequestSender:
                 response = await self._exchange(url, body, headers, progress)
             except httpx.HTTPError as exc:
                 error = classify_httpx_error(exc)
+                status = progress.status
             except ResponseTooLargeError as exc:
                 error = exc
+                status = progress.status
             else:
                 status = response.status_code
                 stats.responses += 1
