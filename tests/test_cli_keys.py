@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import pathlib
+import re
 import textwrap
 from collections.abc import Iterator
 
@@ -168,6 +169,16 @@ def test_other_commands_and_error_paths_do_not_echo_the_key(
         (["recognize", URL], {**keyed.env(b64), "TUPU_SECRET_ID": ""}),
         (["verify", str(envelope)], keyed.env(b64)),
         (["verify", str(envelope), "--public-key", keyed.pem], keyed.env(b64)),
+        # The private key where the public key belongs, in every spelling:
+        *(
+            (["recognize", URL, "--public-key", value], keyed.env(b64))
+            for value in (b64, keyed.body, "".join(keyed.body_lines), keyed.body_lines[3])
+        ),
+        *(
+            (["verify", str(envelope)], {**keyed.env(b64), "TUPU_PUBLIC_KEY": value})
+            for value in (b64, keyed.body, keyed.body_lines[3])
+        ),
+        (["recognize", URL], {**keyed.env(b64), "TUPU_PUBLIC_KEY": b64}),
         (["recognize", URL, "--private-key", keyed.b64_pem[:-8] + "@@@@@@@@"], keyed.env(None)),
     ]
     codes = []
@@ -192,6 +203,11 @@ def test_settings_repr_hides_key_text_but_shows_a_path(keyed: Keyed) -> None:
     from_file = resolve_settings(env=keyed.env(str(keyed.key_file)), warn=warnings.append)
     assert str(keyed.key_file) in repr(from_file)
     assert len(warnings) == 1  # a path is fine, and the environment is not argv
+
+
+def test_a_mistyped_key_path_is_still_quoted(keyed: Keyed) -> None:
+    with pytest.raises(SettingError, match=re.escape("'~/keys/tupu.pub.pem'")):
+        resolve_settings(public_key="~/keys/tupu.pub.pem", env=keyed.env(str(keyed.key_file)))
 
 
 def test_a_huge_non_key_value_says_what_to_do_without_oserror(keyed: Keyed) -> None:

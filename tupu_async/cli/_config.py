@@ -50,6 +50,8 @@ _BASE64: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 # Shorter "base64" is more likely a file name; an RSA key in base64 is ~900+ characters.
 _MIN_BASE64_KEY_CHARS: Final = 64
 _MAX_PATH_CHARS: Final = 4096
+# A value of this many base64 characters or more could be part of a key: never quoted.
+RUN_HIDDEN: Final = 24
 
 KEY_ON_ARGV_WARNING: Final = (
     "--private-key was given the key itself: every user of this machine can read it in "
@@ -107,14 +109,40 @@ def _pick(flag_value: str | None, env: Mapping[str, str], var: str) -> str | Non
     return value or None
 
 
+def _existing_file(value: str) -> pathlib.Path | None:
+    """``value`` as the path of an existing file, or None (never an OSError quoting it)."""
+    if len(value) > _MAX_PATH_CHARS or "\n" in value:
+        return None
+    try:
+        path = pathlib.Path(value).expanduser()
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted if it reads like a file name; a description if it could be key text."""
+    compact = "".join(value.split())
+    if (
+        len(value) > 255
+        or "\n" in value
+        or (len(compact) >= RUN_HIDDEN and _BASE64.fullmatch(compact))
+    ):
+        return f"({len(value)} characters, not shown in case it is a key)"
+    return repr(value)
+
+
 def key_source(value: str, flag: str, var: str, what: str) -> str | pathlib.Path:
-    """PEM text as is; anything else must be the path of an existing file."""
+    """PEM text as is; anything else must be the path of an existing file.
+
+    The error quotes ``value`` only when it cannot be key material.
+    """
     if "-----BEGIN" in value:
         return value.replace("\\n", "\n")
-    path = pathlib.Path(value).expanduser()
-    if not path.is_file():
+    path = _existing_file(value)
+    if path is None:
         raise SettingError(
-            f"{what} {value!r} is neither PEM text nor an existing file: set {var} "
+            f"{what} {_shown(value)} is neither PEM text nor an existing file: set {var} "
             f"(or pass {flag}) to the path of the PEM file, or to the PEM text itself"
         )
     return path
@@ -153,13 +181,9 @@ def private_key_source(value: str, flag: str = "--private-key") -> str | pathlib
     """
     if "-----BEGIN" in value:
         return value.replace("\\n", "\n")
-    if len(value) <= _MAX_PATH_CHARS and "\n" not in value:
-        try:  # a key text is far too long for a file name: never let OSError quote it
-            path = pathlib.Path(value).expanduser()
-            if path.is_file():
-                return path
-        except (OSError, ValueError):
-            pass
+    path = _existing_file(value)
+    if path is not None:
+        return path
     decoded = _decoded_base64(value)
     if decoded is not None:
         if b"-----BEGIN" in decoded:
