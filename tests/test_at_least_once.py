@@ -31,8 +31,8 @@ pytestmark = pytest.mark.anyio
 )
 async def test_an_ambiguous_failure_is_retried_and_counted(fault: str) -> None:
     server = FakeTupuServer(qps_limit=None)
-    server.inject(fault)  # a "timeout" fault holds the answer 5 s, past the 0.5 s timeout
-    async with in_process_client(server, timeout=0.5) as client:
+    server.inject(fault)  # a "timeout" fault holds the answer 5 s, past the 2 s read timeout
+    async with in_process_client(server, timeout=2.0) as client:
         if fault == "bad_signature":  # fatal, never retried: nothing is re-sent
             with pytest.raises(SignatureVerificationError):
                 await client.recognize_many(URLS)
