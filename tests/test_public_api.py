@@ -119,6 +119,9 @@ def test_client_constructor_matches_the_contract() -> None:
         assert name in params, name
         assert params[name].default == default, name
     assert "batch_linger" in params
+    assert params["response_max_age"].default == 600.0
+    assert params["retry_ambiguous"].default is True
+    assert params["max_response_bytes"].default == 16 * 1024 * 1024
 
 
 @pytest.mark.parametrize("method", ["recognize", "recognize_many", "iter_recognize"])
@@ -153,8 +156,10 @@ def test_client_is_an_async_context_manager_with_libraries() -> None:
 
 def test_verify_envelope_signature() -> None:
     params = inspect.signature(tupu_async.verify_envelope).parameters
-    assert list(params) == ["body", "public_key"]
+    assert list(params) == ["body", "public_key", "max_age"]
     assert params["public_key"].default is None
+    assert params["max_age"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["max_age"].default is None  # off: callbacks arrive late and are retried
 
 
 def test_image_factories() -> None:

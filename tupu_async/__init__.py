@@ -16,6 +16,7 @@ from ._constants import Region
 from ._envelope import verify_envelope
 from ._events import ClientStats, Hooks, RequestEvent
 from ._exceptions import (
+    AmbiguousFailureError,
     APIError,
     AuthenticationError,
     ClockSkewError,
@@ -25,8 +26,11 @@ from ._exceptions import (
     KeyLoadError,
     MalformedResponseError,
     RateLimitError,
+    ReplayedResponseError,
+    ResponseTooLargeError,
     ServerError,
     SignatureVerificationError,
+    StaleResponseError,
     TransportError,
     TupuError,
 )
@@ -73,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIError",
     "AdFile",
+    "AmbiguousFailureError",
     "AsyncTupuClient",
     "AuthenticationError",
     "BlockingCallError",
@@ -109,11 +114,14 @@ __all__ = [
     "RecognitionResponse",
     "RedisLimiter",
     "Region",
+    "ReplayedResponseError",
     "RequestEvent",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "RiskType",
     "ServerError",
     "SignatureVerificationError",
+    "StaleResponseError",
     "SubLabel",
     "SubLabelScore",
     "Suggestion",

@@ -20,7 +20,9 @@ from ._coalescer import Coalescer
 from ._constants import (
     DEFAULT_BATCH_LINGER,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_RESPONSE_MAX_AGE,
     DEFAULT_TIMEOUT,
     MAX_BASE64_BODY_BYTES,
     MAX_IMAGE_BYTES,
@@ -39,6 +41,7 @@ from ._exceptions import (
     error_for_code,
     is_fatal,
 )
+from ._freshness import ReplayGuard
 from ._images import (
     ContentTransform,
     Image,
@@ -126,6 +129,16 @@ class AsyncTupuClient:
     Every request is signed with ``private_key``; every response envelope is verified
     with the Tupu public key (the bundled official one unless ``tupu_public_key`` is
     given). ``qps`` caps request starts in any 1-second window, retries included.
+
+    A verified recognition answer must also be fresh: its timestamp within
+    ``response_max_age`` seconds of the local clock (None turns this off) and not an
+    answer this client accepted before; otherwise ``StaleResponseError`` or
+    ``ReplayedResponseError`` (fatal). Bodies over ``max_response_bytes`` are refused
+    unread. Delivery is at-least-once: a failure after the request reached the service
+    is retried unless ``retry_ambiguous=False`` (then those images fail with
+    ``AmbiguousFailureError``); ``stats.ambiguous_retries`` counts such re-sends.
+    ``recognize_one`` admits at most ``(max_in_flight + 1) * max_images_per_request``
+    callers at once (the rest wait) and sends at most ``max_in_flight`` requests at once.
     """
 
     def __init__(
@@ -150,6 +163,9 @@ class AsyncTupuClient:
         resize: bool = False,
         url_fallback: bool = False,
         fallback_allow_private: Iterable[AllowEntry] = (),
+        response_max_age: float | None = DEFAULT_RESPONSE_MAX_AGE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry_ambiguous: bool = True,
     ) -> None:
         if not isinstance(max_images_per_request, int) or max_images_per_request < 1:
             raise ValueError("max_images_per_request must be a positive int (the API's is 10)")
@@ -161,6 +177,15 @@ class AsyncTupuClient:
             raise ValueError("max_in_flight must be >= 1")
         if batch_linger < 0:
             raise ValueError("batch_linger must be >= 0 seconds")
+        if response_max_age is not None and not response_max_age > 0:
+            raise ValueError(
+                "response_max_age must be a positive number of seconds, or None to accept "
+                "responses of any age"
+            )
+        if isinstance(max_response_bytes, bool) or not (
+            isinstance(max_response_bytes, int) and max_response_bytes >= 1024
+        ):
+            raise ValueError("max_response_bytes must be an int >= 1024")
         self.region = _resolve_region(region)
         self.base_url = normalise_base_url(base_url or REGION_HOSTS[self.region])
         self._signer = Signer(secret_id, private_key)
@@ -171,6 +196,12 @@ class AsyncTupuClient:
                 if tupu_public_key is None
                 else load_public_key(tupu_public_key)
             )
+        # Freshness is only meaningful for answers whose signature is checked.
+        self._replay_guard = (
+            ReplayGuard(response_max_age)
+            if verify_signature and response_max_age is not None
+            else None
+        )
         self.max_images_per_request = max_images_per_request
         self.batch_linger = batch_linger
         self.max_in_flight = max_in_flight
@@ -198,6 +229,8 @@ class AsyncTupuClient:
             policy=retry_policy or RetryPolicy(max_retries=max_retries),
             hooks=self.hooks,
             stats=self._stats,
+            max_response_bytes=max_response_bytes,
+            retry_ambiguous=retry_ambiguous,
         )
         self._transform: ContentTransform | None = None
         if resize:
@@ -217,6 +250,7 @@ class AsyncTupuClient:
             max_images=max_images_per_request,
             linger=batch_linger,
             transport_of=lambda key: key[3],  # type: ignore[index]
+            max_in_flight=max_in_flight,
         )
         self._libraries: Libraries | None = None
 
@@ -324,9 +358,12 @@ class AsyncTupuClient:
         text = open_envelope(response.content, self._public_key, status_code=status)
         decoded = decode_inner(text)
         if decoded.code not in (0, IMAGE_ERROR_CODE):
+            # Errors first: code 12 explains a skewed clock better than staleness would.
             raise error_for_code(
                 decoded.code, decoded.message, status_code=status, request_id=decoded.request_id
             )
+        if self._replay_guard is not None:
+            self._replay_guard.check(decoded.timestamp, decoded.nonce, text)
         return decoded
 
     async def _prepare(
@@ -567,15 +604,17 @@ class AsyncTupuClient:
         ``max_images_per_request`` images, each waiting at most ``batch_linger`` seconds
         for companions. Raises ``InvalidImageError`` for bad input and fatal errors; a
         request that still fails after retries returns a result with ``error`` set.
-        Needs ``async with`` on the client. The result's ``index`` is 0.
+        Needs ``async with`` on the client. The result's ``index`` is 0. Callers beyond
+        the admission bound (see the class docstring) wait here before their image is read.
         """
         options = _CallOptions(tasks, referer, _check_transport(transport))
         self._running_task_group()  # fail before reading anything when not entered
-        prepared = await self._prepare(
-            image, 0, [tag] if tag is not None else None, options.transport
-        )
-        key = (prepared.is_url, options.tasks, options.referer, options.transport)
-        return await self._coalescer.submit(key, prepared)
+        async with self._coalescer.admission:  # backpressure: wait before reading the image
+            prepared = await self._prepare(
+                image, 0, [tag] if tag is not None else None, options.transport
+            )
+            key = (prepared.is_url, options.tasks, options.referer, options.transport)
+            return await self._coalescer.submit(key, prepared)
 
 
 def _tag_list(tags: Sequence[str] | None) -> list[str] | None:

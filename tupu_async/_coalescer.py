@@ -5,6 +5,12 @@ holds ``max_images`` images or when its oldest caller has waited ``linger`` seco
 whichever comes first. A lone caller is therefore delayed by at most ``linger``. A
 caller cancelled before its group is sent is taken out of it; one cancelled after
 simply stops waiting (the request still serves the others).
+
+Bounded: at most ``max_in_flight`` requests are sent at once (a full group waits for a
+free slot, growing to ``max_images`` meanwhile), and at most ``(max_in_flight + 1) *
+max_images`` callers are admitted at once; further callers wait in ``submit`` (FIFO)
+until one leaves. Background tasks: one flush loop per pending option set, plus one
+per request in flight.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class Coalescer:
         max_images: int,
         linger: float,
         transport_of: Callable[[Hashable], Transport],
+        max_in_flight: int,
     ) -> None:
         self._send_batch = send_batch
         self._spawn = spawn
@@ -63,8 +70,22 @@ class Coalescer:
         self._linger = linger
         self._transport_of = transport_of
         self._groups: dict[Hashable, _Group] = {}
+        self._slots = anyio.Semaphore(max_in_flight)
+        self.max_admitted = (max_in_flight + 1) * max_images
+        self._admission = anyio.Semaphore(self.max_admitted)
+
+    @property
+    def admitted(self) -> int:
+        """Callers admitted now (preparing, pending in a group or in a request in flight)."""
+        return self.max_admitted - self._admission.value
+
+    @property
+    def admission(self) -> anyio.Semaphore:
+        """Hold it from before the caller prepares its image until its result is back."""
+        return self._admission
 
     async def submit(self, key: Hashable, image: PreparedImage) -> ImageResult:
+        """The result for ``image``; call it holding :attr:`admission`."""
         waiter = _Waiter(image)
         group = self._groups.get(key)
         if group is None:
@@ -92,6 +113,7 @@ class Coalescer:
                     with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
                         await group.full.wait()
                 group.full = anyio.Event()
+                await self._slots.acquire()
                 taken = group.waiters[: self._max]
                 del group.waiters[: self._max]
                 if len(group.waiters) >= self._max:
@@ -99,7 +121,16 @@ class Coalescer:
                 for w in taken:
                     w.sent = True
                 if taken:
-                    self._spawn(self._run, key, taken)
+                    try:
+                        self._spawn(self._run, key, taken)
+                    except BaseException:
+                        self._slots.release()
+                        for w in taken:
+                            w.sent = False
+                        group.waiters[:0] = taken  # the finally below fails them
+                        raise
+                else:  # every waiter left while the group waited for a slot
+                    self._slots.release()
         finally:
             if self._groups.get(key) is group:
                 del self._groups[key]
@@ -109,6 +140,12 @@ class Coalescer:
                     w.done.set()
 
     async def _run(self, key: Hashable, waiters: list[_Waiter]) -> None:
+        try:
+            await self._send(key, waiters)
+        finally:
+            self._slots.release()
+
+    async def _send(self, key: Hashable, waiters: list[_Waiter]) -> None:
         for position, w in enumerate(waiters):
             w.image.index = position
         try:

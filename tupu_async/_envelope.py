@@ -326,7 +326,10 @@ def decode_inner(text: str) -> RecognitionResponse:
 
 
 def verify_envelope(
-    body: bytes | str, public_key: KeySource | RSAPublicKey | None = None
+    body: bytes | str,
+    public_key: KeySource | RSAPublicKey | None = None,
+    *,
+    max_age: float | None = None,
 ) -> RecognitionResponse:
     """Verify and decode a signed envelope that reached you some other way (a callback).
 
@@ -335,8 +338,18 @@ def verify_envelope(
     task's ``fileList``). A bad signature raises ``SignatureVerificationError``; anything
     that is not a well-formed envelope raises a ``TupuError`` saying what came back. A
     non-zero ``code`` is returned, not raised: read ``response.code``.
+
+    ``max_age`` (seconds, default None: off, since callbacks arrive late and are
+    retried) refuses a response whose ``timestamp`` is further than that from the local
+    clock, or that has none, with ``StaleResponseError``.
     """
+    import time
+
+    from ._freshness import check_age
     from ._regroup import regroup_unknown_inputs
+
+    if max_age is not None and not max_age > 0:
+        raise ValueError(f"max_age must be a positive number of seconds or None, got {max_age!r}")
 
     key = official_public_key() if public_key is None else load_public_key(public_key)
     try:
@@ -346,5 +359,7 @@ def verify_envelope(
     except Exception as exc:  # pragma: no cover - defensive: never leak a raw exception
         raise MalformedResponseError(f"could not read the envelope: {exc}") from None
     response = decode_inner(text)
+    if max_age is not None:
+        check_age(response.timestamp, max_age, time.time())
     response.images = regroup_unknown_inputs(response)
     return response

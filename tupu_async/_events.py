@@ -82,6 +82,11 @@ class ClientStats:
     images: int = 0
     """Images in requests that succeeded."""
     retries: int = 0
+    ambiguous_retries: int = 0
+    """Retries after a failure that left it unknown whether the service processed (and
+    billed) the images: each may have been recognised twice."""
+    ambiguous_failures: int = 0
+    """Requests not retried after such a failure because ``retry_ambiguous=False``."""
     throttles: int = 0
     failures: int = 0
     """Requests that failed for good (after retries, or fatally)."""
@@ -95,6 +100,8 @@ class ClientStats:
             responses=self.responses,
             images=self.images,
             retries=self.retries,
+            ambiguous_retries=self.ambiguous_retries,
+            ambiguous_failures=self.ambiguous_failures,
             throttles=self.throttles,
             failures=self.failures,
             in_flight=self.in_flight,

@@ -4,8 +4,12 @@ TupuError
 ├── InvalidImageError (also ValueError)     bad input, raised before anything is sent
 ├── KeyLoadError (also ValueError)          a private/public key that cannot be used
 ├── SignatureVerificationError              a response whose signature does not verify
+│   ├── StaleResponseError                  signed, but its timestamp is outside max_age
+│   └── ReplayedResponseError               signed, but this client accepted it before
 ├── MalformedResponseError                  a body that is not a well-formed envelope
+│   └── ResponseTooLargeError               a body over max_response_bytes (not read)
 ├── TransportError                          network failures (after retries)
+├── AmbiguousFailureError                   may have been processed; not retried
 └── APIError                                the service answered with an error
     ├── AuthenticationError                 codes 1, 6, 8, 9 (fatal)
     │   └── ClockSkewError                  code 12: the local clock is off
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "APIError",
+    "AmbiguousFailureError",
     "AuthenticationError",
     "ClockSkewError",
     "ConfigurationError",
@@ -27,8 +32,11 @@ __all__ = [
     "KeyLoadError",
     "MalformedResponseError",
     "RateLimitError",
+    "ReplayedResponseError",
+    "ResponseTooLargeError",
     "ServerError",
     "SignatureVerificationError",
+    "StaleResponseError",
     "TransportError",
     "TupuError",
 ]
@@ -50,6 +58,18 @@ class SignatureVerificationError(TupuError):
     """A response envelope whose signature does not verify with the Tupu public key."""
 
 
+class StaleResponseError(SignatureVerificationError):
+    """A signed response whose ``timestamp`` is further than ``max_age`` from the local clock.
+
+    Either an old response replayed (the default hosts are plain http) or a local clock
+    that is off. Fatal: retrying fixes neither.
+    """
+
+
+class ReplayedResponseError(SignatureVerificationError):
+    """A signed response this client already accepted once: a replay. Fatal."""
+
+
 class MalformedResponseError(TupuError):
     """The service (or something in between) answered with a body that is not an envelope.
 
@@ -65,8 +85,24 @@ class MalformedResponseError(TupuError):
         self.body_excerpt = body_excerpt
 
 
+class ResponseTooLargeError(MalformedResponseError):
+    """A response body over the client's ``max_response_bytes``; reading stopped at the cap."""
+
+
 class TransportError(TupuError):
     """The request never got an answer: connection refused or dropped, or a timeout."""
+
+
+class AmbiguousFailureError(TupuError):
+    """A request that reached the service but got no usable answer, and was not retried.
+
+    Raised instead of retrying when ``retry_ambiguous=False``: the service may have
+    processed (and billed) the images. ``cause`` is the failure of the attempt.
+    """
+
+    def __init__(self, message: str, *, cause: TupuError) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class APIError(TupuError):

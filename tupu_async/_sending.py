@@ -1,21 +1,36 @@
 """The one place an HTTP attempt happens: limiter permit, fresh signature, send, classify,
 back off, retry. Everything above (recognition, batching, libraries) goes through
 :class:`RequestSender`.
+
+Bodies are read as a stream and refused past ``max_response_bytes`` (before anything
+parses or verifies them). A failure after the request reached the service (its body was
+sent, or an answer started) is *ambiguous*: the images may have been processed and
+billed. Such failures are retried (at-least-once) and counted in
+``stats.ambiguous_retries``, or, with ``retry_ambiguous=False``, raised as
+:class:`~tupu_async.AmbiguousFailureError` without a retry.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 import httpx
 
-from ._constants import USER_AGENT
+from ._constants import DEFAULT_MAX_RESPONSE_BYTES, USER_AGENT
 from ._envelope import excerpt
 from ._events import ClientStats, Hooks, Listener, RequestEvent, logger
-from ._exceptions import RateLimitError, TupuError, error_for_http_status
+from ._exceptions import (
+    AmbiguousFailureError,
+    MalformedResponseError,
+    RateLimitError,
+    ResponseTooLargeError,
+    TransportError,
+    TupuError,
+    error_for_http_status,
+)
 from ._limiter import RateLimiter, SentHook
 from ._requests import PreparedRequest
 from ._retry import RetryPolicy, classify_httpx_error, parse_retry_after, should_retry
@@ -28,7 +43,15 @@ ResponseParser = Callable[[httpx.Response], T]
 """Turns one HTTP response into a result, or raises a classified ``TupuError``."""
 
 
-_BODY_SENT = "http11.send_request_body.complete"
+_BODY_SENT: Final = frozenset(
+    {"http11.send_request_body.complete", "http2.send_request_body.complete"}
+)
+# Gateway statuses that say an upstream timed out or failed mid-way: it may have worked.
+_AMBIGUOUS_STATUSES: Final = frozenset({502, 504})
+# Without trace events (a custom transport) these failures happen after the request went.
+_AFTER_SEND_ERRORS: Final = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+# Headers that describe the wire form of a body already decoded and read.
+_WIRE_HEADERS: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 def raise_for_transient_status(response: httpx.Response) -> None:
@@ -46,14 +69,60 @@ def raise_for_transient_status(response: httpx.Response) -> None:
         )
 
 
-def _trace_extension(mark_sent: SentHook) -> dict[str, Any]:
-    """An httpcore trace hook that tells the limiter when the request is on the wire."""
+class _Attempt:
+    """What one attempt got to: tracing seen, request body sent, response status received."""
 
-    async def trace(event: str, info: dict[str, Any]) -> None:
-        if event == _BODY_SENT:
-            mark_sent()
+    __slots__ = ("body_sent", "mark_sent", "status", "traced")
 
-    return {"trace": trace}
+    def __init__(self, mark_sent: SentHook | None) -> None:
+        self.mark_sent = mark_sent
+        self.traced = False
+        self.body_sent = False
+        self.status: int | None = None
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        self.traced = True
+        if event in _BODY_SENT:
+            self.body_sent = True
+            if self.mark_sent is not None:
+                self.mark_sent()
+
+    def ambiguous(self, error: TupuError) -> bool:
+        """True if the service may have processed the request despite ``error``."""
+        if self.status is not None:
+            if self.status in _AMBIGUOUS_STATUSES:
+                return True
+            # A 2xx whose body broke: the service answered, so it did the work.
+            return 200 <= self.status < 300 and isinstance(
+                error, (MalformedResponseError, TransportError)
+            )
+        if self.traced:
+            return self.body_sent
+        return isinstance(error.__cause__, _AFTER_SEND_ERRORS)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The decoded body, or ``ResponseTooLargeError`` as soon as it exceeds ``limit`` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
+        raise _too_large(response.status_code, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response.status_code, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(status: int, limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"the HTTP {status} response is larger than max_response_bytes={limit}, so it was "
+        f"not read further: Tupu's answers are far smaller, so a proxy or another server "
+        f"answered; check base_url (raise max_response_bytes= only for huge library listings)",
+        status_code=status,
+    )
 
 
 def _tupu_code(outcome: object) -> int | None:
@@ -69,6 +138,7 @@ class RequestSender:
     every attempt is signed afresh (new timestamp and nonce). Retryable failures back off
     with jitter (honouring ``Retry-After``); a 429 pauses and slows the shared limiter.
     Fatal errors and errors still failing after ``policy.max_retries`` are raised.
+    See the module docstring for body caps and ambiguous failures.
     """
 
     def __init__(
@@ -81,6 +151,8 @@ class RequestSender:
         policy: RetryPolicy,
         hooks: Hooks,
         stats: ClientStats,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry_ambiguous: bool = True,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -90,6 +162,8 @@ class RequestSender:
         self._hooks = hooks
         self.stats = stats
         self._headers: dict[str, dict[str, str]] = {}
+        self._max_response_bytes = max_response_bytes
+        self._retry_ambiguous = retry_ambiguous
         self.listeners: list[Listener] = []
 
     def _emit(self, which: str, event: RequestEvent) -> None:
@@ -143,15 +217,15 @@ class RequestSender:
             started = time.monotonic()
             status: int | None = None
             error: TupuError
+            progress = _Attempt(mark_sent)
             try:
-                response = await self._http.post(
-                    url,
-                    content=body,
-                    headers=headers,
-                    extensions=_trace_extension(mark_sent) if mark_sent is not None else None,
-                )
+                response = await self._exchange(url, body, headers, progress)
             except httpx.HTTPError as exc:
                 error = classify_httpx_error(exc)
+                status = progress.status
+            except ResponseTooLargeError as exc:
+                error = exc
+                status = progress.status
             except BaseException as exc:  # cancelled while in flight
                 self._emit(
                     "on_cancel",
@@ -225,6 +299,16 @@ class RequestSender:
                     retry_after if retry_after is not None else 1.0,
                 )
                 await self._limiter.on_throttle(retry_after)
+            ambiguous = should_retry(error) and progress.ambiguous(error)
+            if ambiguous and not self._retry_ambiguous:
+                stats.failures += 1
+                stats.ambiguous_failures += 1
+                raise AmbiguousFailureError(
+                    f"{error} -- the request reached Tupu, which may have processed and billed "
+                    f"it, so it was not retried (retry_ambiguous=False); resend these images "
+                    f"yourself if a duplicate recognition is acceptable",
+                    cause=error,
+                ) from error
             if not should_retry(error) or attempt >= self._policy.max_retries:
                 stats.failures += 1
                 if should_retry(error):
@@ -238,6 +322,8 @@ class RequestSender:
                 raise error
             delay = self._policy.delay(attempt, retry_after)
             stats.retries += 1
+            if ambiguous:
+                stats.ambiguous_retries += 1
             self._emit(
                 "on_retry",
                 RequestEvent(shown, request.image_count, attempt, status, elapsed, error, delay),
@@ -252,3 +338,17 @@ class RequestSender:
             )
             await anyio.sleep(delay)
             attempt += 1
+
+    async def _exchange(
+        self, url: str, body: bytes, headers: dict[str, str], progress: _Attempt
+    ) -> httpx.Response:
+        """POST and read the body under the cap; the response returned is fully read."""
+        async with self._http.stream(
+            "POST", url, content=body, headers=headers, extensions={"trace": progress.trace}
+        ) as streamed:
+            progress.status = streamed.status_code
+            content = await _read_capped(streamed, self._max_response_bytes)
+        kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+        return httpx.Response(
+            streamed.status_code, headers=kept, content=content, request=streamed.request
+        )

@@ -32,7 +32,9 @@ from ._client import AsyncTupuClient
 from ._constants import (
     DEFAULT_BATCH_LINGER,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_RESPONSE_MAX_AGE,
     DEFAULT_TIMEOUT,
     MAX_IMAGES_PER_REQUEST,
     MAX_QPS,
@@ -154,6 +156,9 @@ class TupuClient:
         resize: bool = False,
         url_fallback: bool = False,
         fallback_allow_private: Iterable[AllowEntry] = (),
+        response_max_age: float | None = DEFAULT_RESPONSE_MAX_AGE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry_ambiguous: bool = True,
         backend: str = "asyncio",
     ) -> None:
         _refuse_inside_event_loop("__init__")
@@ -178,6 +183,9 @@ class TupuClient:
             resize=resize,
             url_fallback=url_fallback,
             fallback_allow_private=fallback_allow_private,
+            response_max_age=response_max_age,
+            max_response_bytes=max_response_bytes,
+            retry_ambiguous=retry_ambiguous,
         )
         self._lock = threading.Lock()
         self._closed = False

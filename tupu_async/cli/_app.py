@@ -27,6 +27,7 @@ from .._exceptions import (
     TupuError,
 )
 from ._config import ENV_PUBLIC_KEY, SettingError, Settings, public_key_source, resolve_settings
+from ._output import OutputFileError
 
 __all__ = ["app"]
 
@@ -120,7 +121,7 @@ def _run(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(EXIT_SOME_FAILED) from None
-    except (SettingError, KeyLoadError) as exc:
+    except (SettingError, KeyLoadError, OutputFileError) as exc:
         raise _fail(errors, str(exc), EXIT_FATAL) from None
     except TupuError as exc:  # only fatal errors escape the calls
         raise _fail(errors, f"{type(exc).__name__}: {exc}", EXIT_FATAL) from None
@@ -141,7 +142,8 @@ PrivateKeyOpt = Annotated[
     str | None,
     typer.Option(
         "--private-key",
-        help="Your RSA private key: a PEM file path or the PEM text (env TUPU_PRIVATE_KEY).",
+        help="Your RSA private key file (env TUPU_PRIVATE_KEY, which may also hold the PEM "
+        "text or its base64). Key text here is visible in `ps`: a warning says so.",
         show_default=False,
     ),
 ]
@@ -185,9 +187,14 @@ def _with_settings(
             region=region.value if region is not None else None,
             base_url=base_url,
             public_key=public_key,
+            warn=_warn,
         )
     except SettingError as exc:
         raise _fail(_stderr(), str(exc), EXIT_FATAL) from None
+
+
+def _warn(message: str) -> None:
+    _stderr().print(f"[bold yellow]warning:[/bold yellow] {escape(message)}", highlight=False)
 
 
 def _task_list(tasks: list[str] | None) -> list[str] | None:
@@ -260,7 +267,14 @@ def recognize(
     ] = None,
     resume: Annotated[
         bool,
-        _flag("--resume", help="Append to --out, skipping images whose name is already in it."),
+        _flag(
+            "--resume",
+            help="Continue --out: skip images with an ok line in it, retry the failed ones.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        _flag("--overwrite", help="Replace an existing non-empty --out file."),
     ] = False,
     transport: Annotated[
         TransportChoice,
@@ -300,6 +314,8 @@ def recognize(
         raise _fail(errors, "nothing to recognise: give URLs, files or folders, or --from-file", 2)
     if resume and out is None:
         raise _fail(errors, "--resume needs --out FILE (it skips the images already in it)", 2)
+    if resume and overwrite:
+        raise _fail(errors, "--resume and --overwrite contradict each other: pick one", 2)
     _check_inputs(errors, inputs or [], from_file)
     settings = _with_settings(secret_id, private_key, region, base_url, public_key)
     job = RecognizeJob(
@@ -310,6 +326,7 @@ def recognize(
         transport=transport.value,
         out=out,
         resume=resume,
+        overwrite=overwrite,
         resize=resize,
         url_fallback=url_fallback,
         qps=qps,
@@ -367,6 +384,10 @@ def demo(
         str | None,
         typer.Option("--out", "-o", help="Also write the JSON lines here.", show_default=False),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        _flag("--overwrite", help="Replace an existing non-empty --out file."),
+    ] = False,
 ) -> None:
     """Recognise generated images against the embedded fake server (no account needed).
 
@@ -379,7 +400,13 @@ def demo(
     if images < 1 or qps <= 0 or latency < 0 or jitter < 0:
         raise _fail(_stderr(), "--images and --qps must be positive, latencies >= 0", 2)
     options = DemoOptions(
-        images=images, latency=latency, jitter=jitter, qps=qps, in_thread=in_thread, out=out
+        images=images,
+        latency=latency,
+        jitter=jitter,
+        qps=qps,
+        in_thread=in_thread,
+        out=out,
+        overwrite=overwrite,
     )
     _run(lambda: run_demo(options, console))
 

@@ -25,6 +25,7 @@ from rich.table import Table
 from .._client import AsyncTupuClient
 from .._constants import MAX_IMAGES_PER_REQUEST
 from .._images import Image
+from ._output import OutputMode
 from ._report import JsonLinesWriter, ProgressBar, Tally, logs_through
 
 __all__ = ["DemoOptions", "demo_inputs", "run_demo"]
@@ -53,6 +54,7 @@ class DemoOptions:
     qps: float = 50.0
     in_thread: bool = False
     out: str | None = None
+    overwrite: bool = False
 
 
 def _png(width: int, height: int, text: bytes) -> bytes:
@@ -185,7 +187,9 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
             tupu_public_key=server.public_key_pem,
             qps=options.qps,
         )
-        with JsonLinesWriter(options.out) if options.out else contextlib.nullcontext() as writer:
+        out_mode: OutputMode = "overwrite" if options.overwrite else "new"
+        writer_cm = JsonLinesWriter(options.out, mode=out_mode) if options.out else None
+        with writer_cm if writer_cm is not None else contextlib.nullcontext() as writer:
             async with client:
                 inputs, expected_failures = demo_inputs(options.images)
                 with ProgressBar(console, options.images, "recognizing") as bar:

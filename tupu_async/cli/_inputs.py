@@ -11,7 +11,6 @@ limits is logged and passed on as one file, which the client reports as that inp
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import sys
@@ -21,6 +20,7 @@ from typing import Final, TextIO
 from .._events import logger
 from .._exceptions import InvalidImageError
 from .._images import Image
+from ._output import done_names
 
 __all__ = [
     "ARCHIVE_EXTENSIONS",
@@ -133,10 +133,10 @@ def expand_inputs(
 
 
 def input_name(item: str | Image) -> str:
-    """The name the result of ``item`` will carry."""
+    """The name the result of ``item`` will carry, in full."""
     if isinstance(item, Image):
         return item.name or ""
-    return item[:500]
+    return item
 
 
 def count_inputs(args: Sequence[str], from_file: str | None, *, recursive: bool) -> int | None:
@@ -147,16 +147,8 @@ def count_inputs(args: Sequence[str], from_file: str | None, *, recursive: bool)
 
 
 def names_in_output(path: pathlib.Path) -> set[str]:
-    """Names already in a JSON-lines output file; a torn last line is ignored."""
-    names: set[str] = set()
+    """Names with an ok line in a JSON-lines output file (failed ones are not done)."""
     if not path.exists():
-        return names
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("name"), str):
-                names.add(record["name"])
-    return names
+        return set()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return done_names(handle)

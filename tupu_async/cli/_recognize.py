@@ -1,7 +1,11 @@
 """``tupu-async recognize``: stream images through ``iter_recognize`` into JSON lines.
 
 Exit codes: 0 every image recognised, 1 some images failed (their lines say why), 2 a
-fatal error stopped the run (authentication, configuration, a bad setting).
+fatal error stopped the run (authentication, configuration, a bad setting, an output
+file that is locked by another run or would be overwritten).
+
+``--resume`` skips the images with an ok line in the output file (names compared in
+full) and retries the failed ones; their new lines are appended after the old ones.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .._images import Image
 from .._requests import Transport
 from ._config import Settings
 from ._inputs import count_inputs, expand_inputs, input_name, names_in_output
+from ._output import OutputMode
 from ._report import JsonLinesWriter, ProgressBar, Tally, logs_through
 
 __all__ = ["RecognizeJob", "run_recognize"]
@@ -37,6 +42,7 @@ class RecognizeJob:
     transport: Transport = "multipart"
     out: str | None = None
     resume: bool = False
+    overwrite: bool = False
     resize: bool = False
     url_fallback: bool = False
     qps: float = 50.0
@@ -52,11 +58,24 @@ def _pending(job: RecognizeJob, done: set[str]) -> Iterator[str | Image]:
 
 async def run_recognize(job: RecognizeJob, settings: Settings, console: Console) -> int:
     """Run the job; returns the exit code. Fatal errors raise (the caller maps them to 2)."""
-    done: set[str] = set()
-    if job.resume:
-        if job.out is None:
-            raise ValueError("--resume needs --out FILE: it skips the images already in it")
-        done = names_in_output(pathlib.Path(job.out))
+    if job.resume and job.out is None:
+        raise ValueError("--resume needs --out FILE: it skips the images already in it")
+    if job.resume and job.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    mode: OutputMode = "resume" if job.resume else "overwrite" if job.overwrite else "new"
+    # The lock is taken before the file is read, so two runs never share the work.
+    with JsonLinesWriter(job.out, mode=mode) as writer:
+        done = names_in_output(pathlib.Path(job.out)) if job.resume and job.out else set()
+        return await _recognize_into(writer, done, job, settings, console)
+
+
+async def _recognize_into(
+    writer: JsonLinesWriter,
+    done: set[str],
+    job: RecognizeJob,
+    settings: Settings,
+    console: Console,
+) -> int:
     total = count_inputs(job.inputs, job.from_file, recursive=job.recursive)
     skipped = 0
     if total is not None and done:
@@ -79,7 +98,7 @@ async def run_recognize(job: RecognizeJob, settings: Settings, console: Console)
     }
     tally = Tally()
     client = settings.client(**options)
-    with logs_through(console), JsonLinesWriter(job.out, append=job.resume) as writer:
+    with logs_through(console):
         async with client:
             with ProgressBar(console, total, "recognizing") as bar:
                 async for result in client.iter_recognize(

@@ -32,6 +32,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .._types import ImageResult
+from ._output import OutputMode, open_output
 
 __all__ = [
     "RISK_TYPES",
@@ -133,16 +134,15 @@ class JsonLinesWriter:
     """Writes one JSON object per line and flushes it, so an interrupted run loses nothing.
 
     ``path`` None writes to standard output (looked up at each write, so a progress bar
-    that redirects it on a terminal keeps its place). With ``append`` a file whose last
-    line was torn by an interruption gets the newline it lacks first.
+    that redirects it on a terminal keeps its place). A file is opened by
+    :func:`~tupu_async.cli._output.open_output` with ``mode`` (locked; never clobbered
+    unless ``mode="overwrite"``) and stays locked until the writer is closed.
     """
 
-    def __init__(self, path: str | None, *, append: bool = False) -> None:
+    def __init__(self, path: str | None, *, mode: OutputMode = "new") -> None:
         self._file: IO[str] | None = None
         if path is not None:
-            if append:
-                _terminate_last_line(path)
-            self._file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            self._file = open_output(path, mode)
 
     def write(self, record: dict[str, object]) -> None:
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
@@ -164,19 +164,6 @@ class JsonLinesWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _terminate_last_line(path: str) -> None:
-    try:
-        with open(path, "rb+") as handle:
-            handle.seek(0, 2)
-            if handle.tell() == 0:
-                return
-            handle.seek(-1, 2)
-            if handle.read(1) != b"\n":
-                handle.write(b"\n")
-    except FileNotFoundError:
-        return
 
 
 class ProgressBar:

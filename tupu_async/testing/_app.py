@@ -447,7 +447,7 @@ class FakeTupuApp:
                 request = parse_recognition(body, _header(scope, b"content-type"))
         except RequestRejected as exc:
             return exc
-        self.stats.images_per_request.append(len(request.images))
+        self.stats.record_images(len(request.images))
         return request
 
     def _recognize(

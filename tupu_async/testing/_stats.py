@@ -1,5 +1,10 @@
 """What the fake server counts: requests, images, throttling, faults and arrival times.
 
+Memory is bounded however long a server runs: counters are exact, while the per-request
+records (arrival times and their secret ids, images per request) keep only the most
+recent ``max_records`` entries, and at most ``MAX_PATHS`` distinct paths are counted by
+name (the rest under ``"(other)"``).
+
 Arrival times are ``time.monotonic()`` at the moment a request reached the app, before any
 injected latency. On Linux that clock is shared by every process of the machine, so the
 arrivals a server subprocess reports can be compared with the client's own clock.
@@ -12,7 +17,18 @@ import collections
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["FakeServerStats", "RecordedRequest", "max_arrivals_in_window"]
+__all__ = [
+    "DEFAULT_MAX_RECORDS",
+    "MAX_PATHS",
+    "FakeServerStats",
+    "RecordedRequest",
+    "max_arrivals_in_window",
+]
+
+DEFAULT_MAX_RECORDS = 100_000
+"""Per-request records kept (the latest): about half an hour at 50 requests/s."""
+MAX_PATHS = 1000
+_OTHER_PATH = "(other)"
 
 
 def max_arrivals_in_window(times: Iterable[float], window: float = 1.0) -> int:
@@ -42,13 +58,19 @@ class FakeServerStats:
     ``accepted`` arrivals are those that passed the QPS limiter (everything but its HTTP
     429 answers); injected faults happen after the limiter, so they count as accepted.
     ``images_per_request`` has one entry per accepted recognition request whose body
-    parsed (faulted ones included). ``status_counts`` counts HTTP statuses answered, with
-    0 for connections dropped by the ``drop_connection`` fault; ``code_counts`` the Tupu
-    codes of the signed envelopes sent. Requests to ``/_fake/`` endpoints are not counted.
+    parsed (faulted ones included), the latest ``max_records`` of them, like
+    ``arrivals``; ``images_histogram`` and ``mean_images_per_request`` count them all.
+    ``status_counts`` counts HTTP statuses answered, with 0 for connections dropped by
+    the ``drop_connection`` fault; ``code_counts`` the Tupu codes of the signed envelopes
+    sent. Requests to ``/_fake/`` endpoints are not counted.
     """
 
-    def __init__(self) -> None:
-        self._offset = 0  # arrivals recorded before the last clear()
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS) -> None:
+        if max_records < 2:
+            raise ValueError(f"max_records must be >= 2, got {max_records!r}")
+        self.max_records = max_records
+        self._offset = 0  # arrivals recorded before the last clear() or dropped as old
+        self._histogram: collections.Counter[int] = collections.Counter()
         self.total_requests = 0
         self.requests_by_path: collections.Counter[str] = collections.Counter()
         self.images_per_request: list[int] = []
@@ -66,6 +88,7 @@ class FakeServerStats:
         self.total_requests = 0
         self.requests_by_path.clear()
         self.images_per_request.clear()
+        self._histogram.clear()
         self.throttled = 0
         self.status_counts.clear()
         self.code_counts.clear()
@@ -79,11 +102,27 @@ class FakeServerStats:
     def record_arrival(self, now: float, path: str) -> int:
         """Count one request; return its sequence number for the calls below."""
         self.total_requests += 1
-        self.requests_by_path[path] += 1
+        if path in self.requests_by_path or len(self.requests_by_path) < MAX_PATHS:
+            self.requests_by_path[path] += 1
+        else:
+            self.requests_by_path[_OTHER_PATH] += 1
+        if len(self.arrivals) >= self.max_records:
+            drop = self.max_records // 2  # amortised: a big cut now and then, not one per call
+            del self.arrivals[:drop]
+            del self.arrival_secret_ids[:drop]
+            del self.arrival_accepted[:drop]
+            self._offset += drop
         self.arrivals.append(now)
         self.arrival_secret_ids.append(None)
         self.arrival_accepted.append(True)
         return self._offset + len(self.arrivals) - 1
+
+    def record_images(self, count: int) -> None:
+        """Count one recognition request carrying ``count`` images."""
+        self._histogram[count] += 1
+        if len(self.images_per_request) >= self.max_records:
+            del self.images_per_request[: self.max_records // 2]
+        self.images_per_request.append(count)
 
     def set_secret_id(self, sequence: int, secret_id: str) -> None:
         position = sequence - self._offset
@@ -106,12 +145,12 @@ class FakeServerStats:
     @property
     def images_histogram(self) -> dict[int, int]:
         """How many recognition requests carried each number of images."""
-        return dict(sorted(collections.Counter(self.images_per_request).items()))
+        return dict(sorted(self._histogram.items()))
 
     @property
     def mean_images_per_request(self) -> float:
-        n = len(self.images_per_request)
-        return sum(self.images_per_request) / n if n else 0.0
+        n = sum(self._histogram.values())
+        return sum(k * v for k, v in self._histogram.items()) / n if n else 0.0
 
     @property
     def accepted_arrivals(self) -> list[float]:
@@ -179,6 +218,11 @@ class FakeServerStats:
     def from_dict(cls, data: dict[str, Any]) -> FakeServerStats:
         stats = cls()
         stats.total_requests = int(data["total_requests"])
+        histogram = data.get("images_histogram")
+        if histogram is None:
+            stats._histogram.update(int(n) for n in data["images_per_request"])
+        else:
+            stats._histogram.update({int(k): int(v) for k, v in histogram.items()})
         stats.requests_by_path.update({str(k): int(v) for k, v in data["requests_by_path"].items()})
         stats.images_per_request = [int(n) for n in data["images_per_request"]]
         stats.throttled = int(data["throttled"])
