@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from tupu_async import Image
 from tupu_async._signing import sign_message
 from tupu_async.cli import main
 from tupu_async.cli._app import app
@@ -615,10 +616,13 @@ def test_missing_secret_id_names_the_variable() -> None:
         resolve_settings(env={})
 
 
-def test_expand_inputs_keeps_unknown_strings_for_the_client(tmp_path: pathlib.Path) -> None:
-    items = list(expand_inputs(["http://x.test/a.jpg", str(tmp_path / "nope.jpg")]))
+def test_expand_inputs_makes_every_non_url_argument_a_path(tmp_path: pathlib.Path) -> None:
+    url, item = expand_inputs(["http://x.test/a.jpg", str(tmp_path / "nope.jpg")])
 
-    assert items == ["http://x.test/a.jpg", str(tmp_path / "nope.jpg")]
+    assert url == "http://x.test/a.jpg"
+    assert isinstance(item, Image) and item.kind == "path"
+    assert item.path == tmp_path / "nope.jpg"
+    assert item.name == str(tmp_path / "nope.jpg")
 
 
 def test_main_without_the_cli_extra_says_what_to_install(

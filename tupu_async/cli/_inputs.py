@@ -2,8 +2,9 @@
 
 Each input becomes a URL string or an :class:`~tupu_async.Image` whose ``name`` is what
 its result reports, so ``--resume`` can compare names with the output file. Anything that
-is neither a URL nor an existing file is passed on as is: the client reports it as that
-image's error, and the run goes on.
+is not a URL is a file path (the client never reads a ``str`` as a file): a missing or
+unreadable one becomes that image's error, and the run goes on. Folder walks list only
+regular files, so a FIFO or device named ``x.jpg`` is never opened.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, TextIO
@@ -55,12 +57,21 @@ def image_files(folder: pathlib.Path, recursive: bool = False) -> Iterator[pathl
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
-                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                    yield pathlib.Path(root, name)
+                path = pathlib.Path(root, name)
+                if path.suffix.lower() in IMAGE_EXTENSIONS and _is_regular(path):
+                    yield path
         return
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS:
             yield entry
+
+
+def _is_regular(path: pathlib.Path) -> bool:
+    """A regular file (symlinks followed); ``stat`` never blocks, even on a FIFO."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _one(text: str, recursive: bool) -> Iterator[str | Image]:
@@ -71,10 +82,8 @@ def _one(text: str, recursive: bool) -> Iterator[str | Image]:
     if path.is_dir():
         for file in image_files(path, recursive):
             yield Image.from_path(file)
-    elif path.is_file():
-        yield Image.from_path(path)
     else:
-        yield text  # the client turns it into this image's InvalidImageError
+        yield Image.from_path(path)  # the client reports a missing or special file
 
 
 def expand_inputs(
