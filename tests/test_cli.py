@@ -620,7 +620,8 @@ def test_expand_inputs_makes_every_non_url_argument_a_path(tmp_path: pathlib.Pat
     url, item = expand_inputs(["http://x.test/a.jpg", str(tmp_path / "nope.jpg")])
 
     assert url == "http://x.test/a.jpg"
-    assert isinstance(item, Image) and item.kind == "path"
+    assert isinstance(item, Image)
+    assert item.kind == "path"
     assert item.path == tmp_path / "nope.jpg"
     assert item.name == str(tmp_path / "nope.jpg")
 

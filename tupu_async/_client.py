@@ -41,6 +41,7 @@ from ._images import (
     Image,
     ImageInput,
     PreparedImage,
+    check_image,
     display_path,
     load_image,
     read_path_in_thread,
@@ -329,8 +330,7 @@ class AsyncTupuClient:
         self, item: object, index: int, tags: list[str] | None, transport: Transport
     ) -> PreparedImage:
         """File reads and resizing run in worker threads; reads are bounded in time."""
-        image = to_image(item)
-        tag = tag_for(tags, index)
+        image, tag = check_image(to_image(item), tag_for(tags, index))
         if image.kind != "url" and image.sequence_id is not None and transport == "base64":
             raise InvalidImageError(
                 f"{image.name or f'image #{index}'}: the base64 endpoint has no sequenceId "

@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ._batching import Batch, Packer
 from ._exceptions import InvalidImageError, TupuError
-from ._images import PreparedImage
+from ._images import PreparedImage, display_path
 from ._types import ImageResult
 
 __all__ = ["BatchEngine", "failed_result"]
@@ -49,19 +49,14 @@ def failed_result(
     )
 
 
-def _printable(text: str) -> str:
-    """``text`` without unpaired surrogates (shown as escapes), so any sink can encode it."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _input_name(item: object, index: int) -> str:
     """The name a failed input's result reports; never raises, whatever ``item`` is."""
     try:
         name = getattr(item, "name", None)
         if isinstance(name, str):
-            return _printable(name[:500])
+            return display_path(name[:500])
         if isinstance(item, str):
-            return _printable(item[:500])
+            return display_path(item[:500])
     except Exception:
         pass
     return f"image #{index}"
@@ -73,7 +68,7 @@ def _input_tag(item: object) -> str | None:
         tag = getattr(item, "tag", None)
     except Exception:
         return None
-    return tag if isinstance(tag, str) and tag == _printable(tag) else None
+    return tag if isinstance(tag, str) and tag == display_path(tag) else None
 
 
 class BatchEngine:

@@ -79,8 +79,8 @@ def read_regular_file(
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         raise _open_error(name, exc) from None
-    except ValueError:  # an embedded NUL byte in the path
-        raise InvalidImageError(f"{name}: not a valid file path (it contains a NUL)") from None
+    except ValueError:  # a NUL byte, or text the file system encoding cannot express
+        raise InvalidImageError(f"{name}: not a valid file path") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -29,6 +29,7 @@ __all__ = [
     "Image",
     "ImageInput",
     "PreparedImage",
+    "check_image",
     "display_path",
     "gif_frame_count",
     "load_image",
@@ -91,8 +92,16 @@ def _check_fields(name: object, tag: object, sequence_id: object) -> None:
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """``path`` as printable text: bytes that are not UTF-8 show as backslash escapes."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """``path`` (or any text) printable: bytes that are not UTF-8 show as ``\\xNN`` escapes.
+
+    File names that are not UTF-8 reach Python as unpaired surrogates, which no UTF-8
+    sink (a JSON file, a terminal, the multipart body) can encode.
+    """
+    text = str(path)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that did not come from undecodable bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Image:
@@ -315,7 +324,7 @@ def generated_name(data: bytes, fmt: str) -> str:
     return f"image-{hashlib.blake2b(data, digest_size=8).hexdigest()}.{_EXT.get(fmt, 'img')}"
 
 
-def _checked(image: object, tag: object) -> tuple[Image, str | None]:
+def check_image(image: object, tag: object) -> tuple[Image, str | None]:
     """``image`` and its effective tag, every field re-checked: ``InvalidImageError`` if bad."""
     if not isinstance(image, Image) or image.kind not in _KINDS:
         raise InvalidImageError(
@@ -326,7 +335,8 @@ def _checked(image: object, tag: object) -> tuple[Image, str | None]:
     for value, what in ((image.name, "name"), (tag, "tag"), (image.sequence_id, "sequence_id")):
         problem = _text_problem(value, what)
         if problem is not None:
-            raise InvalidImageError(f"image {display_path(str(image.name))[:120]!r}: {problem}")
+            label = image.name if isinstance(image.name, str) else "image"
+            raise InvalidImageError(f"{display_path(label)[:120]!r}: {problem}")
     return image, tag  # type: ignore[return-value]
 
 
@@ -397,7 +407,7 @@ def load_image(
     ``content`` is a path image's content when the caller has read it already (with
     :func:`read_path`).
     """
-    image, tag = _checked(image, tag)
+    image, tag = check_image(image, tag)
     if image.kind == "url":
         url = check_image_url(image.url)
         return PreparedImage(index, url, url=url, tag=tag, sequence_id=image.sequence_id)
