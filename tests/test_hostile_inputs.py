@@ -512,3 +512,48 @@ def test_any_items_complete_with_one_result_each(
         _check_run(items, results)
 
     run()
+
+
+@pytest.mark.anyio
+async def test_library_uploads_refuse_special_files_fast(files: Files) -> None:
+    from test_libraries import MiniStore, make_libraries
+
+    store = MiniStore()
+    started = time.monotonic()
+    for special in (files.fifo, pathlib.Path("/dev/zero"), files.root):
+        with pytest.raises(InvalidImageError, match="only regular image files"):
+            await make_libraries(store).add_images("lib-1", {"x": special})
+    assert time.monotonic() - started < 2
+    assert store.calls("/image/create/base64") == []
+
+
+# --- single calls and streaming: the same guarantees ----------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_any_item_through_recognize_one_and_iter_recognize(files: Files, backend: str) -> None:
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(items=st.lists(_items(files), min_size=1, max_size=6))
+    def run(items: list[Any]) -> None:
+        async def main() -> tuple[list[Any], list[Any]]:
+            server = FakeTupuServer(qps_limit=None)
+            singles: list[Any] = []
+            async with in_process_client(server, qps=1000) as client:
+                for item in items:
+                    try:
+                        singles.append(await client.recognize_one(item))
+                    except TupuError as exc:
+                        singles.append(exc)
+                streamed = [r async for r in client.iter_recognize(items)]
+            return singles, sorted(streamed, key=lambda r: r.index)
+
+        singles, streamed = anyio.run(main, backend=backend)
+        assert len(singles) == len(items)
+        _check_run(items, streamed)
+        for single, result in zip(singles, streamed, strict=True):
+            # The same input is refused by both calls, or by neither.
+            assert isinstance(single, InvalidImageError) == isinstance(
+                result.error, InvalidImageError
+            )
+
+    run()

@@ -13,12 +13,13 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from ._exceptions import InvalidImageError
 
-__all__ = ["FILE_READ_TIMEOUT", "read_regular_file"]
+__all__ = ["FILE_READ_TIMEOUT", "open_regular_file", "read_regular_file"]
 
 FILE_READ_TIMEOUT: Final = 30.0
 """Seconds one image file may take to read (slow network file systems) before it fails."""
@@ -60,6 +61,32 @@ def _open_error(name: str, exc: OSError) -> InvalidImageError:
     return InvalidImageError(f"{name}: cannot read the file ({exc.strerror or exc})")
 
 
+@contextmanager
+def open_regular_file(path: str | os.PathLike[str], name: str) -> Iterator[tuple[int, int]]:
+    """``(fd, size)`` of the regular file ``path``, open for reading; closed on exit.
+
+    Raises ``InvalidImageError`` for a missing or unreadable file and for anything that is
+    not a regular file, before a byte is read.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise _open_error(name, exc) from None
+    except ValueError:  # a NUL byte, or text the file system encoding cannot express
+        raise InvalidImageError(f"{name}: not a valid file path") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidImageError(
+                f"{name}: is {_kind(info.st_mode)}; only regular image files are read"
+            )
+        yield fd, info.st_size
+    except OSError as exc:
+        raise _open_error(name, exc) from None
+    finally:
+        os.close(fd)
+
+
 def read_regular_file(
     path: str | os.PathLike[str],
     name: str,
@@ -75,20 +102,9 @@ def read_regular_file(
     timeout error when reading takes longer than ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        raise _open_error(name, exc) from None
-    except ValueError:  # a NUL byte, or text the file system encoding cannot express
-        raise InvalidImageError(f"{name}: not a valid file path") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidImageError(
-                f"{name}: is {_kind(info.st_mode)}; only regular image files are read"
-            )
-        if info.st_size > limit:
-            raise too_large(info.st_size)
+    with open_regular_file(path, name) as (fd, size):
+        if size > limit:
+            raise too_large(size)
         chunks: list[bytes] = []
         total = 0
         while total <= limit:
@@ -105,7 +121,3 @@ def read_regular_file(
         if total > limit:
             raise too_large(total)
         return b"".join(chunks)
-    except OSError as exc:
-        raise _open_error(name, exc) from None
-    finally:
-        os.close(fd)

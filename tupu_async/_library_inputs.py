@@ -19,7 +19,8 @@ import msgspec
 
 from ._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
 from ._exceptions import InvalidImageError
-from ._images import sniff_format
+from ._files import open_regular_file, read_regular_file
+from ._images import display_path, sniff_format
 from ._library_types import ImageLibrary
 from ._requests import BASE64_BODY_OVERHEAD
 
@@ -138,11 +139,17 @@ class UploadItem:
         self.size = size
 
     def read(self) -> bytes:
+        """The content; a file is read again, and must still be the size it was checked at."""
         if self.data is not None:
             return self.data
         assert self.path is not None
-        data = self.path.read_bytes()
-        _check_content(self.name, data[:_HEADER_BYTES], len(data), str(self.path))
+        where = f"image {self.name!r}: {display_path(self.path)}"
+
+        def changed(size: int) -> InvalidImageError:
+            return InvalidImageError(f"{where} grew to {size:,} bytes since it was checked")
+
+        data = read_regular_file(self.path, where, limit=self.size, too_large=changed)
+        _check_content(self.name, data[:_HEADER_BYTES], len(data), display_path(self.path))
         return data
 
 
@@ -170,23 +177,15 @@ def to_upload_item(name: str, value: object) -> UploadItem:
         )
     if isinstance(value, (str, os.PathLike)):
         path = pathlib.Path(value)
-        try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise InvalidImageError(f"image {name!r}: {path} is not a regular file")
-            with path.open("rb") as f:
-                head = f.read(_HEADER_BYTES)
-        except FileNotFoundError:
-            raise InvalidImageError(f"image {name!r}: {path}: no such file") from None
-        except PermissionError:
-            raise InvalidImageError(
-                f"image {name!r}: {path}: permission denied; check the file's mode"
-            ) from None
-        except OSError as exc:
-            raise InvalidImageError(
-                f"image {name!r}: cannot read {path} ({exc.strerror or exc})"
-            ) from None
-        _check_content(name, head, size, str(path))
+        shown = display_path(path)
+        with open_regular_file(path, f"image {name!r}: {shown}") as (fd, size):
+            try:
+                head = os.read(fd, _HEADER_BYTES)
+            except OSError as exc:
+                raise InvalidImageError(
+                    f"image {name!r}: cannot read {shown} ({exc.strerror or exc})"
+                ) from None
+        _check_content(name, head, size, shown)
         return UploadItem(name, path=path, size=size)
     raise InvalidImageError(
         f"image {name!r}: add_images takes bytes or a file path, not {type(value).__name__}"
