@@ -284,6 +284,30 @@ def test_folders_expand_to_image_files(
     assert len(json_lines(deep.stdout)) == 3
 
 
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs and byte file names are POSIX")
+def test_special_files_and_odd_names_never_stop_a_run(
+    fake: Fake, runner: CliRunner, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "sub").mkdir()
+    os.mkfifo(tmp_path / "sub" / "pipe.jpg")  # skipped by the walk: never opened
+    odd = os.path.join(os.fsencode(tmp_path / "sub"), b"caf\xe9.png")  # Latin-1 name
+    with open(odd, "wb") as handle:
+        handle.write(PNG)
+    os.mkfifo(tmp_path / "named.jpg")  # named explicitly: refused as a FIFO
+    args = [str(tmp_path / "sub"), str(tmp_path / "named.jpg"), "/dev/zero"]
+
+    started = time.monotonic()
+    result = runner.invoke(app, ["recognize", *args, "--recursive"], env=fake.env)
+
+    assert time.monotonic() - started < 10
+    by_name = {str(line["name"]): line for line in json_lines(result.stdout)}
+    assert result.exit_code == 1
+    assert len(by_name) == 3
+    assert by_name[str(tmp_path / "sub" / "caf") + "\\xe9.png"]["ok"] is True
+    assert "FIFO" in str(by_name[str(tmp_path / "named.jpg")]["error"])
+    assert "device" in str(by_name["/dev/zero"]["error"])
+
+
 def test_from_file_dash_reads_stdin(fake: Fake, runner: CliRunner) -> None:
     inputs = urls(3, "stdin")
 

@@ -27,7 +27,7 @@ MIN_SIDE: Final = 256
 """Smallest longest side (px) the resizer shrinks to when it must cut bytes further."""
 
 MAX_PIXELS: Final = 36_000_000
-"""Pixel budget of one decode (an 8K frame fits): at most ~144 MiB even as RGBA.
+"""Pixel budget of one decode (an 8K frame fits): about 140 MiB even as RGBA.
 
 Checked from the header before any pixel is decoded; JPEGs are counted at the reduced
 scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly).
