@@ -149,6 +149,14 @@ def test_a_tag_with_a_lone_surrogate_fails_only_its_image() -> None:
         load_image(Image.from_bytes(png(1)), 0, "bad \ud800")
 
 
+def test_a_huge_tag_fails_only_its_image() -> None:
+    with pytest.raises(InvalidImageError, match="over the 8192 allowed"):
+        load_image(Image.from_bytes(png(1)), 0, "t" * (5 * 1024 * 1024))
+    with pytest.raises(InvalidImageError, match="sequence_id is 8,193 characters"):
+        Image.from_bytes(png(1), sequence_id="s" * 8193)
+    assert load_image(Image.from_bytes(png(1)), 0, "t" * 8192).tag == "t" * 8192
+
+
 def test_constructors_raise_at_construction() -> None:
     with pytest.raises(TypeError, match="name must be a str"):
         Image.from_bytes(png(1), name=7)  # type: ignore[arg-type]

@@ -21,9 +21,10 @@ from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
 from ._files import FILE_READ_TIMEOUT, read_regular_file
 from ._formats import animated_format, gif_frame_count, sniff_format
-from ._urls import check_image_url
+from ._urls import MAX_URL_LENGTH, check_image_url
 
 __all__ = [
+    "MAX_FIELD_CHARS",
     "MAX_TRANSFORM_INPUT_BYTES",
     "ContentTransform",
     "Image",
@@ -45,6 +46,8 @@ ContentTransform = Callable[[bytes, str, str], bytes]
 
 MAX_TRANSFORM_INPUT_BYTES: Final = 64 * 1024 * 1024
 """Largest content read for a transform (``resize=True``): bigger files are refused unread."""
+MAX_FIELD_CHARS: Final = MAX_URL_LENGTH
+"""Longest ``name``, ``tag`` or ``sequence_id`` sent: one huge field must not sink its batch."""
 _KINDS: Final = ("url", "path", "bytes")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -74,6 +77,8 @@ def _text_problem(value: object, what: str) -> str | None:
         return None
     if not isinstance(value, str):
         return f"{what} must be a str, not {type(value).__name__}"
+    if len(value) > MAX_FIELD_CHARS:
+        return f"{what} is {len(value):,} characters long, over the {MAX_FIELD_CHARS} allowed"
     bad = _SURROGATE.search(value)
     if bad is not None:
         return (
