@@ -13,6 +13,7 @@ import pathlib
 import stat
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -170,6 +171,10 @@ def test_constructors_raise_at_construction() -> None:
         Image("file")  # type: ignore[arg-type]
 
 
+async def _one_url() -> AsyncIterator[str]:
+    yield "http://images.test/a.jpg"
+
+
 @pytest.mark.anyio
 async def test_single_calls_raise_tupu_errors_for_non_images() -> None:
     server = FakeTupuServer()
@@ -182,6 +187,8 @@ async def test_single_calls_raise_tupu_errors_for_non_images() -> None:
             await client.recognize_one(None)  # type: ignore[arg-type]
         with pytest.raises(InvalidImageError, match="NoneType"):
             await client.recognize_many(None)  # type: ignore[arg-type]
+        with pytest.raises(InvalidImageError, match="async iterable"):
+            await client.recognize(_one_url())  # type: ignore[arg-type]
         with pytest.raises(InvalidImageError, match="not an http"):
             await client.recognize_one("/etc/passwd")
         (single,) = await client.recognize_many("http://images.test/one.jpg")

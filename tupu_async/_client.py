@@ -417,7 +417,13 @@ class AsyncTupuClient:
         retried; one still failing after ``max_retries`` is raised.
         """
         options = _CallOptions(tasks, referer, _check_transport(transport))
-        images = list(_as_inputs(images, "recognize"))  # type: ignore[arg-type]
+        inputs = _as_inputs(images, "recognize")
+        if not isinstance(inputs, Iterable):
+            raise InvalidImageError(
+                "recognize takes a list of at most max_images_per_request images, not an "
+                "async iterable: use recognize_many or iter_recognize"
+            )
+        images = list(inputs)
         if not images:
             raise ValueError("recognize needs at least one image")
         if len(images) > self.max_images_per_request:

@@ -356,7 +356,8 @@ def read_path(
     path = image.path
     name = image.name or "image"
     if not isinstance(path, (str, os.PathLike)):
-        raise InvalidImageError(f"{name}: a path image needs a pathlib.Path, not {path!r}")
+        kind = type(path).__name__
+        raise InvalidImageError(f"{name}: a path image needs a pathlib.Path, not {kind}")
     if transform is None:
         limit = max_bytes
 
