@@ -335,15 +335,18 @@ async def test_a_read_stuck_in_the_kernel_is_abandoned(
         return png(1)
 
     monkeypatch.setattr(images_module, "read_path", stuck)
-    monkeypatch.setattr(images_module, "FILE_READ_TIMEOUT", 0.05)
-    monkeypatch.setattr(images_module, "_ABANDON_GRACE", 0.05)
+    monkeypatch.setattr(images_module, "FILE_READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(images_module, "_ABANDON_GRACE", 0.5)
     server = FakeTupuServer()
+    started = time.monotonic()
     try:
         async with in_process_client(server) as client:
             results = await client.recognize_many([files.good, png(2)])
+        elapsed = time.monotonic() - started
     finally:
         release.set()
     assert entered.is_set()
+    assert elapsed < 5  # the read itself would have blocked for 10 s
     assert "did not finish" in str(results[0].error)
     assert results[1].ok
 
