@@ -286,6 +286,20 @@ async def test_fifo_and_dev_zero_fail_fast(files: Files, resize: bool) -> None:
     assert server.stats.total_requests == 0
 
 
+def test_sockets_and_symlinks_to_devices_are_refused(tmp_path: pathlib.Path) -> None:
+    import socket
+
+    sock_path = tmp_path / "s.png"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock_path))
+        with pytest.raises(InvalidImageError, match="not a regular file"):
+            load_image(Image.from_path(sock_path), 0, None)
+    link = tmp_path / "zero.jpg"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(InvalidImageError, match="is a device"):
+        load_image(Image.from_path(link), 0, None)
+
+
 @pytest.mark.anyio
 async def test_resize_never_reads_a_huge_file(files: Files) -> None:
     server = FakeTupuServer()
