@@ -317,7 +317,7 @@ class AsyncTupuClient:
         """
         try:
             return await self._prepare_checked(item, index, tags, transport)
-        except TupuError:
+        except InvalidImageError:
             raise
         except Exception as exc:
             detail = display_path(str(exc))[:200]

@@ -75,7 +75,7 @@ def _is_regular(path: pathlib.Path) -> bool:
 
 
 def _one(text: str, recursive: bool) -> Iterator[str | Image]:
-    if text.startswith(("http://", "https://")):
+    if text[:8].lower().startswith(("http://", "https://")):
         yield text
         return
     path = pathlib.Path(text).expanduser()
