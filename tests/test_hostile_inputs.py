@@ -559,6 +559,21 @@ async def test_library_uploads_refuse_special_files_fast(files: Files) -> None:
     assert store.calls("/image/create/base64") == []
 
 
+@pytest.mark.anyio
+async def test_library_urls_and_names_follow_the_same_rules() -> None:
+    from test_libraries import MiniStore, make_libraries
+
+    store = MiniStore()
+    libraries = make_libraries(store)
+    with pytest.raises(InvalidImageError, match="contains '\\\\x00'"):
+        await libraries.add_urls("lib-1", {"a": "http://e.test/\x00.jpg"})
+    with pytest.raises(InvalidImageError, match="over the limit"):
+        await libraries.add_urls("lib-1", {"a": "http://e.test/" + "x" * MAX_URL_LENGTH})
+    with pytest.raises(ValueError, match="unpaired surrogate"):
+        await libraries.add_urls("lib-1", {"caf\udce9": "http://e.test/a.jpg"})
+    assert store.requests == []
+
+
 # --- single calls and streaming: the same guarantees ----------------------------------------
 
 

@@ -23,6 +23,7 @@ from ._files import open_regular_file, read_regular_file
 from ._images import display_path, sniff_format
 from ._library_types import ImageLibrary
 from ._requests import BASE64_BODY_OVERHEAD
+from ._urls import check_image_url
 
 __all__ = [
     "ContentSource",
@@ -73,6 +74,12 @@ def check_names(names: Sequence[str], what: str) -> None:
             raise ValueError(f"{what}: image names must be str, got {type(name).__name__} {name!r}")
         if not name.strip():
             raise ValueError(f"{what}: an image name is empty: give every image a name")
+        if name != display_path(name):
+            raise ValueError(
+                f"{what}: the image name {display_path(name)[:40]!r} has an unpaired "
+                f"surrogate (a file name that is not UTF-8?), which cannot be sent: pass "
+                f"valid Unicode text"
+            )
         if len(name) > LIBRARY_NAME_MAX_CHARS:
             raise ValueError(
                 f"{what}: the image name {name[:40]!r}… is {len(name)} characters; the API "
@@ -109,20 +116,16 @@ def name_value_pairs(
 
 
 def check_url(name: str, url: object) -> str:
-    """``url`` when it is an http(s) URL with a host; InvalidImageError otherwise."""
-    if not isinstance(url, str):
-        raise InvalidImageError(f"image {name!r}: the URL must be a str, not {type(url).__name__}")
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("http", "https"):
+    """``url`` when it follows the image URL rule (``_urls``); InvalidImageError otherwise."""
+    if isinstance(url, str) and not url[:8].lower().startswith(("http://", "https://")):
         raise InvalidImageError(
             f"image {name!r}: {url[:200]!r} is not an http(s) URL; pass URLs starting with "
             f"http:// or https:// (use add_images for local files and bytes)"
         )
-    if not rest or rest.startswith("/") or any(c.isspace() for c in url):
-        raise InvalidImageError(
-            f"image {name!r}: {url[:200]!r} has no host or contains whitespace; percent-encode it"
-        )
-    return url
+    try:
+        return check_image_url(url)
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"image {name!r}: {exc}") from None
 
 
 class UploadItem:
