@@ -355,6 +355,30 @@ def test_folders_expand_to_image_files(
     assert len(json_lines(deep.stdout)) == 3
 
 
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs and byte file names are POSIX")
+def test_special_files_and_odd_names_never_stop_a_run(
+    fake: Fake, runner: CliRunner, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "sub").mkdir()
+    os.mkfifo(tmp_path / "sub" / "pipe.jpg")  # skipped by the walk: never opened
+    odd = os.path.join(os.fsencode(tmp_path / "sub"), b"caf\xe9.png")  # Latin-1 name
+    with open(odd, "wb") as handle:
+        handle.write(PNG)
+    os.mkfifo(tmp_path / "named.jpg")  # named explicitly: refused as a FIFO
+    args = [str(tmp_path / "sub"), str(tmp_path / "named.jpg"), "/dev/zero"]
+
+    started = time.monotonic()
+    result = runner.invoke(app, ["recognize", *args, "--recursive"], env=fake.env)
+
+    assert time.monotonic() - started < 10
+    by_name = {str(line["name"]): line for line in json_lines(result.stdout)}
+    assert result.exit_code == 1
+    assert len(by_name) == 3
+    assert by_name[str(tmp_path / "sub" / "caf") + "\\xe9.png"]["ok"] is True
+    assert "FIFO" in str(by_name[str(tmp_path / "named.jpg")]["error"])
+    assert "device" in str(by_name["/dev/zero"]["error"])
+
+
 def test_from_file_dash_reads_stdin(fake: Fake, runner: CliRunner) -> None:
     inputs = urls(3, "stdin")
 
@@ -688,17 +712,14 @@ def test_missing_secret_id_names_the_variable() -> None:
         resolve_settings(env={})
 
 
-def test_expand_inputs_makes_missing_paths_files_and_keeps_other_schemes(
-    tmp_path: pathlib.Path,
-) -> None:
-    missing = str(tmp_path / "nope.jpg")
-    items = list(expand_inputs(["http://x.test/a.jpg", missing, "ftp://x.test/b.jpg"]))
+def test_expand_inputs_makes_every_non_url_argument_a_path(tmp_path: pathlib.Path) -> None:
+    url, item = expand_inputs(["http://x.test/a.jpg", str(tmp_path / "nope.jpg")])
 
-    assert items[0] == "http://x.test/a.jpg"
-    assert isinstance(items[1], Image)
-    assert items[1].path == pathlib.Path(missing)
-    assert items[1].name == missing  # what --resume compares
-    assert items[2] == "ftp://x.test/b.jpg"  # the client says it is not an http(s) URL
+    assert url == "http://x.test/a.jpg"
+    assert isinstance(item, Image)
+    assert item.kind == "path"
+    assert item.path == tmp_path / "nope.jpg"
+    assert item.name == str(tmp_path / "nope.jpg")
 
 
 def test_main_without_the_cli_extra_says_what_to_install(

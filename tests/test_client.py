@@ -95,7 +95,7 @@ async def test_recognize_rejects_bad_input_before_sending(tmp_path: pathlib.Path
             await client.recognize(["http://img.test/a.jpg", png(1)])
         with pytest.raises(InvalidImageError, match="no such file"):
             await client.recognize([tmp_path / "missing.jpg"])
-        with pytest.raises(InvalidImageError, match="neither"):
+        with pytest.raises(InvalidImageError, match="not an http"):
             await client.recognize(["not a url"])
         with pytest.raises(InvalidImageError, match="1 MiB"):
             await client.recognize([png(0) + bytes(1024 * 1024)])
@@ -114,7 +114,7 @@ async def test_files_are_read_when_their_request_is_built(tmp_path: pathlib.Path
     path = tmp_path / "cat.png"
     path.write_bytes(png(7))
     async with in_process_client(server) as client:
-        resp = await client.recognize([path, str(path)])
+        resp = await client.recognize([path, Image.from_path(str(path))])
     assert [r.name for r in resp.images] == [str(path), str(path)]
     assert all(r.ok for r in resp.images)
 

@@ -695,3 +695,28 @@ file_entries = st.dictionaries(st.sampled_from(_KEYS), json_scalars, max_size=6)
 )
 def test_resigned_random_documents_only_raise_tupu_errors(doc: dict[str, Any]) -> None:
     _never_anything_but_tupu_error(signed(json.dumps(doc)), TEST_PUB)
+
+
+# --- hostile nesting ---------------------------------------------------------------------------
+
+_DEPTH = 200_000  # a 400 KB body: far deeper than any decoder stack
+
+
+@pytest.mark.parametrize("where", ["outer", "inner", "inner-error"])
+def test_a_deeply_nested_unsigned_body_is_a_tupu_error(where: str) -> None:
+    nested = "[" * _DEPTH + "]" * _DEPTH
+    if where == "outer":
+        body = '{"json":null,"error":' + nested + "}"
+    else:
+        field = "message" if where == "inner-error" else "x"
+        inner = '{"code":0,"' + field + '":' + nested + "}"
+        body = json.dumps({"json": inner, "signature": "x"})
+    assert len(body) >= 400_000
+    with pytest.raises(TupuError):
+        decode_inner(open_envelope(body.encode(), None))
+
+
+def test_verify_envelope_refuses_deep_nesting_as_a_tupu_error() -> None:
+    nested = "[" * _DEPTH + "]" * _DEPTH
+    with pytest.raises(TupuError):
+        verify_envelope('{"json":' + nested + ',"signature":"x"}')

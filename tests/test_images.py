@@ -70,14 +70,20 @@ def test_to_image_url(url: str) -> None:
     assert image.name == url
 
 
-def test_to_image_str_path_and_pathlike(tmp_path: pathlib.Path) -> None:
+def test_to_image_pathlike_is_a_file(tmp_path: pathlib.Path) -> None:
     file = tmp_path / "cat.png"
     file.write_bytes(PNG)
-    for item in (str(file), file):
-        image = to_image(item)
-        assert image.kind == "path"
-        assert image.path == file
-        assert image.name == str(file)
+    image = to_image(file)
+    assert image.kind == "path"
+    assert image.path == file
+    assert image.name == str(file)
+
+
+def test_a_str_naming_an_existing_file_is_never_read(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "cat.png"
+    file.write_bytes(PNG)
+    exc = invalid(to_image, str(file))
+    assert "pathlib.Path" in str(exc)
 
 
 @pytest.mark.parametrize("data", [JPEG, bytearray(JPEG), memoryview(JPEG)])
@@ -105,14 +111,21 @@ def test_to_image_passes_an_image_through() -> None:
         "HTTP//example.com",
     ],
 )
-def test_str_that_is_neither_url_nor_file(text: str) -> None:
+def test_str_that_is_not_a_url(text: str) -> None:
     exc = invalid(to_image, text)
-    assert "neither an http(s) URL nor an existing file" in str(exc)
+    assert "not an http(s) URL" in str(exc)
     assert "pathlib.Path" in str(exc)
 
 
-def test_str_naming_a_directory_is_refused(tmp_path: pathlib.Path) -> None:
-    invalid(to_image, str(tmp_path))
+def test_the_message_does_not_tell_whether_a_file_exists(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "real.png"
+    file.write_bytes(PNG)
+    (tmp_path / "text.png").write_bytes(b"not an image")
+    messages = {
+        str(invalid(to_image, str(path))).replace(str(path), "<p>")
+        for path in (file, tmp_path / "text.png", tmp_path / "gone.png", tmp_path)
+    }
+    assert len(messages) == 1
 
 
 def test_long_garbage_str_is_truncated_in_the_message() -> None:

@@ -47,7 +47,10 @@ from ._images import (
     Image,
     ImageInput,
     PreparedImage,
+    check_image,
+    display_path,
     load_image,
+    read_path_in_thread,
     tag_for,
     to_image,
 )
@@ -369,9 +372,27 @@ class AsyncTupuClient:
     async def _prepare(
         self, item: object, index: int, tags: list[str] | None, transport: Transport
     ) -> PreparedImage:
-        """Validate one input; file reads and resizing run in a worker thread."""
-        image = to_image(item)
-        tag = tag_for(tags, index)
+        """Validate one input: raises ``InvalidImageError`` and nothing else.
+
+        A failure that validation did not foresee still fails only this input, as an
+        ``InvalidImageError`` naming the cause.
+        """
+        try:
+            return await self._prepare_checked(item, index, tags, transport)
+        except InvalidImageError:
+            raise
+        except Exception as exc:
+            detail = display_path(str(exc))[:200]
+            raise InvalidImageError(
+                f"image #{index}: could not be prepared ({type(exc).__name__}: {detail}); "
+                f"pass a URL str, a pathlib.Path, bytes or tupu_async.Image"
+            ) from exc
+
+    async def _prepare_checked(
+        self, item: object, index: int, tags: list[str] | None, transport: Transport
+    ) -> PreparedImage:
+        """File reads and resizing run in worker threads; reads are bounded in time."""
+        image, tag = check_image(to_image(item), tag_for(tags, index))
         if image.kind != "url" and image.sequence_id is not None and transport == "base64":
             raise InvalidImageError(
                 f"{image.name or f'image #{index}'}: the base64 endpoint has no sequenceId "
@@ -380,12 +401,17 @@ class AsyncTupuClient:
         return await self._load(image, index, tag)
 
     async def _load(self, image: Image, index: int, tag: str | None) -> PreparedImage:
-        """``load_image``, in a worker thread when it reads a file or resizes."""
-        if image.kind == "url" or (image.kind == "bytes" and self._transform is None):
-            return load_image(image, index, tag)
+        """``load_image``; file reads (bounded in time) and resizing in worker threads."""
         transform = self._transform
+        if image.kind == "url" or (image.kind == "bytes" and transform is None):
+            return load_image(image, index, tag)
+        content = None
+        if image.kind == "path":
+            content = await read_path_in_thread(image, transform=transform)
+            if transform is None:
+                return load_image(image, index, tag, content=content)
         return await anyio.to_thread.run_sync(
-            lambda: load_image(image, index, tag, transform=transform)
+            lambda: load_image(image, index, tag, transform=transform, content=content)
         )
 
     def _build(self, batch: Batch, options: _CallOptions) -> PreparedRequest:
@@ -399,7 +425,14 @@ class AsyncTupuClient:
 
     async def _send_batch(self, batch: Batch, options: _CallOptions) -> list[ImageResult]:
         """One request for ``batch``: results per image; fatal errors raise."""
-        request = self._build(batch, options)
+        try:
+            request = self._build(batch, options)
+        except Exception as exc:  # validated inputs always encode; never lose the batch
+            error = TupuError(f"could not build the request ({type(exc).__name__}: {exc})")
+            return [
+                failed_result(im.index, im.name, error, tag=im.tag, sequence_id=im.sequence_id)
+                for im in batch
+            ]
         try:
             response = await self._sender.send(request, self._parse_recognition)
         except TupuError as exc:
@@ -453,9 +486,13 @@ class AsyncTupuClient:
         retried; one still failing after ``max_retries`` is raised.
         """
         options = _CallOptions(tasks, referer, _check_transport(transport))
-        if isinstance(images, (str, bytes, os.PathLike, Image)):
-            images = [images]
-        images = list(images)
+        inputs = _as_inputs(images, "recognize")
+        if not isinstance(inputs, Iterable):
+            raise InvalidImageError(
+                "recognize takes a list of at most max_images_per_request images, not an "
+                "async iterable: use recognize_many or iter_recognize"
+            )
+        images = list(inputs)
         if not images:
             raise ValueError("recognize needs at least one image")
         if len(images) > self.max_images_per_request:
@@ -511,6 +548,7 @@ class AsyncTupuClient:
         configuration, a bad response signature) raise and stop the call.
         """
         results: list[ImageResult] = []
+        images = _as_inputs(images, "recognize_many")
         engine = self._engine(tasks, referer, transport, tags)
         send, receive = anyio.create_memory_object_stream[ImageResult](self.max_images_per_request)
         try:
@@ -539,6 +577,7 @@ class AsyncTupuClient:
         generator of a million images streams. Breaking out of the loop (or cancelling the
         consumer) cancels the work still in flight. Needs ``async with`` on the client.
         """
+        images = _as_inputs(images, "iter_recognize")
         engine = self._engine(tasks, referer, transport, tags)
         send, receive = anyio.create_memory_object_stream[ImageResult](self.max_images_per_request)
         failure: list[BaseException] = []
@@ -615,6 +654,21 @@ class AsyncTupuClient:
             )
             key = (prepared.is_url, options.tasks, options.referer, options.transport)
             return await self._coalescer.submit(key, prepared)
+
+
+def _as_inputs(images: object, call: str) -> Iterable[Any] | AsyncIterable[Any]:
+    """The images argument as an iterable: one bare image is a list of one.
+
+    ``InvalidImageError`` when it is neither an image nor an (async) iterable of images.
+    """
+    if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, Image)):
+        return [images]
+    if isinstance(images, (Iterable, AsyncIterable)):
+        return images
+    raise InvalidImageError(
+        f"{call} needs an image or an iterable of images, not {type(images).__name__}: pass "
+        f"URL strs, pathlib.Paths, bytes or tupu_async.Image objects"
+    )
 
 
 def _tag_list(tags: Sequence[str] | None) -> list[str] | None:

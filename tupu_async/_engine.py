@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ._batching import Batch, Packer
 from ._exceptions import InvalidImageError, TupuError
-from ._images import PreparedImage
+from ._images import PreparedImage, display_path
 from ._types import ImageResult
 
 __all__ = ["BatchEngine", "failed_result"]
@@ -50,17 +50,25 @@ def failed_result(
 
 
 def _input_name(item: object, index: int) -> str:
-    name = getattr(item, "name", None)
-    if isinstance(name, str):
-        return name
-    if isinstance(item, str):
-        return item[:500]
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return f"image #{index}"
+    """The name a failed input's result reports; never raises, whatever ``item`` is."""
     try:
-        return str(item)
-    except Exception:  # pragma: no cover
-        return f"image #{index}"
+        name = getattr(item, "name", None)
+        if isinstance(name, str):
+            return display_path(name[:500])
+        if isinstance(item, str):
+            return display_path(item[:500])
+    except Exception:
+        pass
+    return f"image #{index}"
+
+
+def _input_tag(item: object) -> str | None:
+    """The tag of a failed input when it is a usable str; never raises."""
+    try:
+        tag = getattr(item, "tag", None)
+    except Exception:
+        return None
+    return tag if isinstance(tag, str) and tag == display_path(tag) else None
 
 
 class BatchEngine:
@@ -145,7 +153,7 @@ class BatchEngine:
             prepared = await self._prepare(item, index)
         except InvalidImageError as exc:
             await out.send(
-                failed_result(index, _input_name(item, index), exc, tag=getattr(item, "tag", None))
+                failed_result(index, _input_name(item, index), exc, tag=_input_tag(item))
             )
             return
         for batch in self._packer.add(prepared):

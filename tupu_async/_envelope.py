@@ -198,7 +198,7 @@ def open_envelope(
     data = body.encode("utf-8", "replace") if isinstance(body, str) else body
     try:
         outer = _outer_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         if status_code is not None and status_code >= 400:
             raise error_for_http_status(status_code, excerpt(data)) from None
         raise MalformedResponseError(
@@ -310,6 +310,12 @@ def decode_inner(text: str) -> RecognitionResponse:
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
         raise MalformedResponseError(
             f"the signed response text is not the JSON Tupu documents ({exc}): {excerpt(text)!r}",
+            body_excerpt=excerpt(text),
+        ) from None
+    except RecursionError:  # nesting deeper than the decoder's stack allows
+        raise MalformedResponseError(
+            f"the signed response text nests too deeply to be the JSON Tupu documents: "
+            f"{excerpt(text)!r}",
             body_excerpt=excerpt(text),
         ) from None
     return RecognitionResponse(

@@ -1,7 +1,9 @@
 """Image inputs: the ``Image`` type, normalisation of what callers pass, and validation.
 
 Everything here happens before a request is sent: a bad input becomes an
-``InvalidImageError`` that says what to do, and is never sent.
+``InvalidImageError`` that says what to do, and is never sent. A ``str`` is only ever a
+URL (see ``_urls``); files come as ``os.PathLike`` or ``Image.from_path`` and are read by
+``_files.read_regular_file`` (regular files only, bounded in size and time).
 """
 
 from __future__ import annotations
@@ -11,20 +13,32 @@ import os
 import pathlib
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Final, Literal, Union
+
+import anyio
 
 from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
+from ._files import FILE_READ_TIMEOUT, read_regular_file
+from ._formats import animated_format, gif_frame_count, sniff_format
+from ._urls import MAX_URL_LENGTH, check_image_url
 
 if TYPE_CHECKING:
     from ._zip import ZipLimits
 
 __all__ = [
+    "MAX_FIELD_CHARS",
+    "MAX_TRANSFORM_INPUT_BYTES",
     "ContentTransform",
     "Image",
     "ImageInput",
     "PreparedImage",
+    "check_image",
+    "display_path",
+    "gif_frame_count",
     "load_image",
+    "read_path",
+    "read_path_in_thread",
     "sniff_format",
     "to_image",
 ]
@@ -32,6 +46,13 @@ __all__ = [
 ImageKind = Literal["url", "path", "bytes"]
 ContentTransform = Callable[[bytes, str, str], bytes]
 """``transform(content, format, name) -> content``: e.g. the optional resizer."""
+
+MAX_TRANSFORM_INPUT_BYTES: Final = 64 * 1024 * 1024
+"""Largest content read for a transform (``resize=True``): bigger files are refused unread."""
+MAX_FIELD_CHARS: Final = MAX_URL_LENGTH
+"""Longest ``name``, ``tag`` or ``sequence_id`` sent: one huge field must not sink its batch."""
+_KINDS: Final = ("url", "path", "bytes")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 _MIME = {
     "jpeg": "image/jpeg",
@@ -53,12 +74,52 @@ _EXT = {
 }
 
 
+def _text_problem(value: object, what: str) -> str | None:
+    """Why ``value`` cannot be an image's ``what`` (name, tag, sequence_id), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{what} must be a str, not {type(value).__name__}"
+    if len(value) > MAX_FIELD_CHARS:
+        return f"{what} is {len(value):,} characters long, over the {MAX_FIELD_CHARS} allowed"
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        return (
+            f"{what} has an unpaired surrogate ({bad.group()!r}) at position {bad.start()}, "
+            f"which cannot be sent as UTF-8: pass valid Unicode text"
+        )
+    return None
+
+
+def _check_fields(name: object, tag: object, sequence_id: object) -> None:
+    """Constructor checks: ``TypeError`` for a wrong type, ``InvalidImageError`` for text."""
+    for value, what in ((name, "name"), (tag, "tag"), (sequence_id, "sequence_id")):
+        problem = _text_problem(value, what)
+        if problem is not None:
+            raise (InvalidImageError if isinstance(value, str) else TypeError)(problem)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` (or any text) printable: bytes that are not UTF-8 show as ``\\xNN`` escapes.
+
+    File names that are not UTF-8 reach Python as unpaired surrogates, which no UTF-8
+    sink (a JSON file, a terminal, the multipart body) can encode.
+    """
+    text = str(path)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that did not come from undecodable bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Image:
     """One image to recognise: a URL the service downloads, a local file, or bytes.
 
     Build it with :meth:`from_url`, :meth:`from_path` or :meth:`from_bytes`. ``tag`` is
     the image's custom description (it overrides ``tags=`` on the call) and
-    ``sequence_id`` its continuous-frame group id.
+    ``sequence_id`` its continuous-frame group id. Constructors raise ``TypeError`` for
+    a wrong argument type and ``InvalidImageError`` for a bad value; everything is
+    checked again when the image is loaded, so a changed attribute cannot slip through.
     """
 
     __slots__ = ("data", "kind", "name", "path", "sequence_id", "tag", "url")
@@ -74,6 +135,9 @@ class Image:
         tag: str | None = None,
         sequence_id: str | None = None,
     ) -> None:
+        if kind not in _KINDS:
+            raise ValueError(f"Image kind must be 'url', 'path' or 'bytes', not {kind!r}")
+        _check_fields(name, tag, sequence_id)
         self.kind: ImageKind = kind
         self.url = url
         self.path = path
@@ -84,7 +148,8 @@ class Image:
 
     @classmethod
     def from_url(cls, url: str, *, tag: str | None = None, sequence_id: str | None = None) -> Image:
-        _check_url(url)
+        """An image the service downloads; ``InvalidImageError`` when ``url`` breaks the rule."""
+        check_image_url(url)
         return cls("url", url=url, name=url, tag=tag, sequence_id=sequence_id)
 
     @classmethod
@@ -96,8 +161,19 @@ class Image:
         tag: str | None = None,
         sequence_id: str | None = None,
     ) -> Image:
+        """A local file, read when its request is built; ``name`` defaults to the path."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"Image.from_path needs a str or os.PathLike, not {type(path).__name__}"
+            )
         p = pathlib.Path(path)
-        return cls("path", path=p, name=name or str(p), tag=tag, sequence_id=sequence_id)
+        return cls(
+            "path",
+            path=p,
+            name=name if name is not None else display_path(p),
+            tag=tag,
+            sequence_id=sequence_id,
+        )
 
     @classmethod
     def from_bytes(
@@ -108,6 +184,7 @@ class Image:
         tag: str | None = None,
         sequence_id: str | None = None,
     ) -> Image:
+        """Image content; unnamed content gets a stable name derived from its bytes."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidImageError(f"Image.from_bytes needs bytes, not {type(data).__name__}")
         return cls("bytes", data=bytes(data), name=name, tag=tag, sequence_id=sequence_id)
@@ -146,109 +223,28 @@ ImageInput = Union[str, "os.PathLike[str]", bytes, Image]
 """What every call accepts for one image."""
 
 
-def _is_http_url(text: str) -> bool:
-    return text[:8].lower().startswith(("http://", "https://"))
-
-
-def _check_url(url: str) -> None:
-    if not isinstance(url, str) or not _is_http_url(url):
-        raise InvalidImageError(
-            f"{url!r} is not an http(s) URL: pass a URL starting with http:// or https://, "
-            f"or a local file as pathlib.Path"
-        )
-    rest = url.split("://", 1)[1]
-    if not rest or rest.startswith("/") or any(c in url for c in " \r\n\t"):
-        raise InvalidImageError(
-            f"{url!r} is not a usable URL (no host, or whitespace in it): percent-encode it"
-        )
-
-
 def to_image(item: object) -> Image:
-    """Normalise one input (str, path, bytes or ``Image``) without any I/O but a stat."""
+    """Normalise one input (URL str, path, bytes or ``Image``) without any I/O.
+
+    A ``str`` is only ever a URL: one that is not is refused without looking at the file
+    system, so the message never tells whether such a file exists.
+    """
     if isinstance(item, Image):
         return item
     if isinstance(item, str):
-        if _is_http_url(item):
-            return Image.from_url(item)
-        if item and os.path.isfile(item):
-            return Image.from_path(item)
-        raise InvalidImageError(
-            f"{item[:200]!r} is neither an http(s) URL nor an existing file: pass URLs with "
-            f"their http:// or https:// scheme, and files as pathlib.Path or an existing path"
-        )
+        check_image_url(item)
+        return Image("url", url=item, name=item)
     if isinstance(item, os.PathLike):
-        return Image.from_path(item)
+        try:
+            return Image.from_path(item)
+        except (TypeError, ValueError) as exc:
+            raise InvalidImageError(f"not a usable file path ({exc})") from None
     if isinstance(item, (bytes, bytearray, memoryview)):
         return Image.from_bytes(bytes(item))
     raise InvalidImageError(
         f"cannot recognise a {type(item).__name__}: pass a URL str, a pathlib.Path, bytes or "
         f"tupu_async.Image"
     )
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The image format from its magic bytes, or None when it is not one we know."""
-    head = data[:16]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith(b"BM"):
-        return "bmp"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (
-        b"heic",
-        b"heix",
-        b"mif1",
-        b"msf1",
-        b"heim",
-        b"heis",
-        b"hevc",
-        b"avif",
-    ):
-        return "heif"
-    return None
-
-
-def gif_frame_count(data: bytes, stop_after: int = 2) -> int:
-    """Frames in a GIF (counting stops at ``stop_after``); 0 when the GIF is malformed."""
-    try:
-        pos = 13
-        flags = data[10]
-        if flags & 0x80:
-            pos += 3 * (2 ** ((flags & 0x07) + 1))
-        frames = 0
-        while pos < len(data):
-            block = data[pos]
-            if block == 0x3B:  # trailer
-                break
-            if block == 0x21:  # extension: label, then sub-blocks
-                pos += 2
-            elif block == 0x2C:  # image descriptor
-                frames += 1
-                if frames >= stop_after:
-                    return frames
-                local = data[pos + 9]
-                pos += 10
-                if local & 0x80:
-                    pos += 3 * (2 ** ((local & 0x07) + 1))
-                pos += 1  # LZW minimum code size
-            else:
-                return frames
-            while True:  # sub-blocks
-                size = data[pos]
-                pos += 1
-                if size == 0:
-                    break
-                pos += size
-        return frames
-    except IndexError:
-        return 0
 
 
 class PreparedImage:
@@ -294,6 +290,19 @@ class PreparedImage:
         return f"PreparedImage(index={self.index}, name={self.name!r})"
 
 
+def _too_large(name: str, size: int, max_bytes: int, hint: str) -> InvalidImageError:
+    return InvalidImageError(
+        f"{name}: {size:,} bytes is over the API's {max_bytes:,}-byte (1 MiB) limit "
+        f"per image: {hint}"
+    )
+
+
+_RESIZE_HINT = (
+    "resize it so its longest side is 256-512 px (pass resize=True, needs the "
+    "tupu-async[images] extra), or send it by URL"
+)
+
+
 def _validate_content(
     data: bytes, name: str, transform: ContentTransform | None, max_bytes: int
 ) -> tuple[bytes, str]:
@@ -305,37 +314,34 @@ def _validate_content(
             f"{name}: not an image format the Tupu API accepts (jpeg, png, bmp, tiff, webp, "
             f"static gif, heif): convert it first"
         )
-    if fmt == "gif" and gif_frame_count(data) > 1:
+    if animated_format(data, fmt):
         raise InvalidImageError(
-            f"{name}: an animated GIF; image recognition takes static images only: send "
-            f"animated GIFs to Tupu's video recognition API instead, or extract a frame"
+            f"{name}: an animated {fmt.upper()}; image recognition takes static images only: "
+            f"send animations to Tupu's video recognition API instead, or extract a frame"
         )
     if transform is not None:
+        if len(data) > MAX_TRANSFORM_INPUT_BYTES:
+            raise InvalidImageError(
+                f"{name}: {len(data):,} bytes is over the {MAX_TRANSFORM_INPUT_BYTES:,}-byte "
+                f"limit for resizing: downscale it before sending"
+            )
         data = transform(data, fmt, name)
         fmt = sniff_format(data) or fmt
     if len(data) > max_bytes:
-        hint = (
-            "resize it so its longest side is 256-512 px (pass resize=True, needs the "
-            "tupu-async[images] extra), or send it by URL"
-            if transform is None
-            else "it is still too large after resizing"
-        )
-        raise InvalidImageError(
-            f"{name}: {len(data):,} bytes is over the API's {max_bytes:,}-byte (1 MiB) limit "
-            f"per image: {hint}"
-        )
+        hint = _RESIZE_HINT if transform is None else "it is still too large after resizing"
+        raise _too_large(name, len(data), max_bytes, hint)
     return data, fmt
 
 
-_UNSAFE_IN_FILENAME = re.compile(r'["\\\x00-\x1f\x7f]')
+_UNSAFE_IN_FILENAME = re.compile(r'["\\\x00-\x1f\x7f\ud800-\udfff]')
 
 
 def safe_filename(name: str) -> str:
     """The upload file name the service can echo back unchanged.
 
-    Quotes, backslashes and control characters do not survive a multipart round trip
-    (parsers unescape them differently), so they become ``_`` on the wire; the result
-    still reports the original name.
+    Quotes, backslashes, control characters and unpaired surrogates do not survive a
+    multipart round trip (parsers unescape them differently, or cannot encode them), so
+    they become ``_`` on the wire; the result still reports the original name.
     """
     return _UNSAFE_IN_FILENAME.sub("_", name) or "image"
 
@@ -345,6 +351,76 @@ def generated_name(data: bytes, fmt: str) -> str:
     return f"image-{hashlib.blake2b(data, digest_size=8).hexdigest()}.{_EXT.get(fmt, 'img')}"
 
 
+def check_image(image: object, tag: object) -> tuple[Image, str | None]:
+    """``image`` and its effective tag, every field re-checked: ``InvalidImageError`` if bad."""
+    if not isinstance(image, Image) or image.kind not in _KINDS:
+        raise InvalidImageError(
+            f"cannot recognise a {type(image).__name__}: pass a URL str, a pathlib.Path, "
+            f"bytes or tupu_async.Image"
+        )
+    tag = image.tag if image.tag is not None else tag
+    for value, what in ((image.name, "name"), (tag, "tag"), (image.sequence_id, "sequence_id")):
+        problem = _text_problem(value, what)
+        if problem is not None:
+            label = image.name if isinstance(image.name, str) else "image"
+            raise InvalidImageError(f"{display_path(label)[:120]!r}: {problem}")
+    return image, tag  # type: ignore[return-value]
+
+
+def read_path(
+    image: Image, *, transform: ContentTransform | None = None, max_bytes: int = MAX_IMAGE_BYTES
+) -> bytes:
+    """The content of a path image: a regular file of at most the applicable limit.
+
+    The limit is ``max_bytes`` without a transform and ``MAX_TRANSFORM_INPUT_BYTES`` with
+    one; a larger file is refused unread. Raises ``InvalidImageError``.
+    """
+    path = image.path
+    name = image.name or "image"
+    if not isinstance(path, (str, os.PathLike)):
+        kind = type(path).__name__
+        raise InvalidImageError(f"{name}: a path image needs a pathlib.Path, not {kind}")
+    if transform is None:
+        limit = max_bytes
+
+        def too_large(size: int) -> InvalidImageError:
+            return _too_large(name, size, max_bytes, _RESIZE_HINT)
+
+    else:
+        limit = max(max_bytes, MAX_TRANSFORM_INPUT_BYTES)
+
+        def too_large(size: int) -> InvalidImageError:
+            return InvalidImageError(
+                f"{name}: {size:,} bytes is over the {limit:,}-byte limit for resizing: "
+                f"downscale it before sending"
+            )
+
+    return read_regular_file(path, name, limit=limit, too_large=too_large)
+
+
+_ABANDON_GRACE: Final = 5.0
+"""Seconds past ``FILE_READ_TIMEOUT`` before a read stuck in the kernel is abandoned."""
+
+
+async def read_path_in_thread(
+    image: Image, *, transform: ContentTransform | None = None, max_bytes: int = MAX_IMAGE_BYTES
+) -> bytes:
+    """:func:`read_path` in a worker thread, never awaited for much longer than its timeout.
+
+    A read blocked in the kernel (a hung network mount) cannot be interrupted: its
+    thread is abandoned and the image fails with ``InvalidImageError``, so the run goes on.
+    """
+    with anyio.move_on_after(FILE_READ_TIMEOUT + _ABANDON_GRACE):
+        return await anyio.to_thread.run_sync(
+            lambda: read_path(image, transform=transform, max_bytes=max_bytes),
+            abandon_on_cancel=True,
+        )
+    raise InvalidImageError(
+        f"{image.name}: reading the file did not finish within {FILE_READ_TIMEOUT:g} s; copy "
+        f"it to a local disk, or send it as bytes"
+    )
+
+
 def load_image(
     image: Image,
     index: int,
@@ -352,51 +428,38 @@ def load_image(
     *,
     transform: ContentTransform | None = None,
     max_bytes: int = MAX_IMAGE_BYTES,
+    content: bytes | None = None,
 ) -> PreparedImage:
-    """Read (for paths) and validate one image. Raises ``InvalidImageError``."""
-    tag = image.tag if image.tag is not None else tag
-    if tag is not None and not isinstance(tag, str):
-        raise InvalidImageError(f"tag {tag!r} must be a str")
+    """Read (for paths) and validate one image. Raises ``InvalidImageError`` only.
+
+    ``content`` is a path image's content when the caller has read it already (with
+    :func:`read_path`).
+    """
+    image, tag = check_image(image, tag)
     if image.kind == "url":
-        assert image.url is not None
-        _check_url(image.url)
-        return PreparedImage(
-            index, image.url, url=image.url, tag=tag, sequence_id=image.sequence_id
-        )
+        url = check_image_url(image.url)
+        return PreparedImage(index, url, url=url, tag=tag, sequence_id=image.sequence_id)
     if image.kind == "path":
-        assert image.path is not None
-        path = image.path
-        name = image.name or str(path)
-        try:
-            size = path.stat().st_size
-            if transform is None and size > max_bytes:
-                raise InvalidImageError(
-                    f"{name}: {size:,} bytes is over the API's {max_bytes:,}-byte (1 MiB) limit "
-                    f"per image: resize it so its longest side is 256-512 px (pass resize=True, "
-                    f"needs the tupu-async[images] extra)"
-                )
-            data = path.read_bytes()
-        except IsADirectoryError:
-            raise InvalidImageError(f"{name}: is a directory, not an image file") from None
-        except FileNotFoundError:
-            raise InvalidImageError(f"{name}: no such file") from None
-        except PermissionError:
-            raise InvalidImageError(f"{name}: permission denied; check the file's mode") from None
-        except OSError as exc:
-            raise InvalidImageError(f"{name}: cannot read the file ({exc.strerror})") from None
-        data, fmt = _validate_content(data, name, transform, max_bytes)
+        if content is None:
+            content = read_path(image, transform=transform, max_bytes=max_bytes)
+        name = image.name or display_path(str(image.path))
+        data, fmt = _validate_content(content, name, transform, max_bytes)
         return PreparedImage(
             index,
             name,
             content=data,
             format=fmt,
-            wire_name=path.name,
+            wire_name=pathlib.Path(image.path or "image").name,
             tag=tag,
             sequence_id=image.sequence_id,
         )
-    data = image.data or b""
+    raw = image.data
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise InvalidImageError(
+            f"{image.name or f'image #{index}'}: content must be bytes, not {type(raw).__name__}"
+        )
     label = image.name or f"image #{index}"
-    data, fmt = _validate_content(data, label, transform, max_bytes)
+    data, fmt = _validate_content(bytes(raw), label, transform, max_bytes)
     name = image.name or generated_name(data, fmt)
     return PreparedImage(
         index,

@@ -19,9 +19,11 @@ import msgspec
 
 from ._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
 from ._exceptions import InvalidImageError
-from ._images import sniff_format
+from ._files import open_regular_file, read_regular_file
+from ._images import display_path, sniff_format
 from ._library_types import ImageLibrary
 from ._requests import BASE64_BODY_OVERHEAD
+from ._urls import check_image_url
 
 __all__ = [
     "ContentSource",
@@ -72,6 +74,12 @@ def check_names(names: Sequence[str], what: str) -> None:
             raise ValueError(f"{what}: image names must be str, got {type(name).__name__} {name!r}")
         if not name.strip():
             raise ValueError(f"{what}: an image name is empty: give every image a name")
+        if name != display_path(name):
+            raise ValueError(
+                f"{what}: the image name {display_path(name)[:40]!r} has an unpaired "
+                f"surrogate (a file name that is not UTF-8?), which cannot be sent: pass "
+                f"valid Unicode text"
+            )
         if len(name) > LIBRARY_NAME_MAX_CHARS:
             raise ValueError(
                 f"{what}: the image name {name[:40]!r}… is {len(name)} characters; the API "
@@ -108,20 +116,16 @@ def name_value_pairs(
 
 
 def check_url(name: str, url: object) -> str:
-    """``url`` when it is an http(s) URL with a host; InvalidImageError otherwise."""
-    if not isinstance(url, str):
-        raise InvalidImageError(f"image {name!r}: the URL must be a str, not {type(url).__name__}")
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("http", "https"):
+    """``url`` when it follows the image URL rule (``_urls``); InvalidImageError otherwise."""
+    if isinstance(url, str) and not url[:8].lower().startswith(("http://", "https://")):
         raise InvalidImageError(
             f"image {name!r}: {url[:200]!r} is not an http(s) URL; pass URLs starting with "
             f"http:// or https:// (use add_images for local files and bytes)"
         )
-    if not rest or rest.startswith("/") or any(c.isspace() for c in url):
-        raise InvalidImageError(
-            f"image {name!r}: {url[:200]!r} has no host or contains whitespace; percent-encode it"
-        )
-    return url
+    try:
+        return check_image_url(url)
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"image {name!r}: {exc}") from None
 
 
 class UploadItem:
@@ -138,11 +142,17 @@ class UploadItem:
         self.size = size
 
     def read(self) -> bytes:
+        """The content; a file is read again, and must still be the size it was checked at."""
         if self.data is not None:
             return self.data
         assert self.path is not None
-        data = self.path.read_bytes()
-        _check_content(self.name, data[:_HEADER_BYTES], len(data), str(self.path))
+        where = f"image {self.name!r}: {display_path(self.path)}"
+
+        def changed(size: int) -> InvalidImageError:
+            return InvalidImageError(f"{where} grew to {size:,} bytes since it was checked")
+
+        data = read_regular_file(self.path, where, limit=self.size, too_large=changed)
+        _check_content(self.name, data[:_HEADER_BYTES], len(data), display_path(self.path))
         return data
 
 
@@ -170,23 +180,15 @@ def to_upload_item(name: str, value: object) -> UploadItem:
         )
     if isinstance(value, (str, os.PathLike)):
         path = pathlib.Path(value)
-        try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise InvalidImageError(f"image {name!r}: {path} is not a regular file")
-            with path.open("rb") as f:
-                head = f.read(_HEADER_BYTES)
-        except FileNotFoundError:
-            raise InvalidImageError(f"image {name!r}: {path}: no such file") from None
-        except PermissionError:
-            raise InvalidImageError(
-                f"image {name!r}: {path}: permission denied; check the file's mode"
-            ) from None
-        except OSError as exc:
-            raise InvalidImageError(
-                f"image {name!r}: cannot read {path} ({exc.strerror or exc})"
-            ) from None
-        _check_content(name, head, size, str(path))
+        shown = display_path(path)
+        with open_regular_file(path, f"image {name!r}: {shown}") as (fd, size):
+            try:
+                head = os.read(fd, _HEADER_BYTES)
+            except OSError as exc:
+                raise InvalidImageError(
+                    f"image {name!r}: cannot read {shown} ({exc.strerror or exc})"
+                ) from None
+        _check_content(name, head, size, shown)
         return UploadItem(name, path=path, size=size)
     raise InvalidImageError(
         f"image {name!r}: add_images takes bytes or a file path, not {type(value).__name__}"

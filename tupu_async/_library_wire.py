@@ -108,7 +108,7 @@ def open_management_body(
     content = response.content
     try:
         fields = _fields_decoder.decode(content)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         if status >= 400:
             raise error_for_http_status(status, excerpt(content)) from None
         raise MalformedResponseError(
@@ -122,7 +122,7 @@ def open_management_body(
         text = open_envelope(content, public_key, status_code=status)
         try:
             fields = _fields_decoder.decode(text)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             raise MalformedResponseError(
                 f"the signed management answer is not a JSON object: {excerpt(text)!r}",
                 status_code=status,
@@ -136,7 +136,15 @@ def open_management_body(
             status_code=status,
             body_excerpt=excerpt(content),
         )
-    error = _error_in(fields, body, status)
+    try:
+        error = _error_in(fields, body, status)
+    except RecursionError:
+        raise MalformedResponseError(
+            f"the management answer nests too deeply to be what the docs describe: "
+            f"{excerpt(body)!r}",
+            status_code=status,
+            body_excerpt=excerpt(body),
+        ) from None
     if error is not None:
         raise error
     return fields
@@ -151,7 +159,7 @@ def decode_field(
         return None
     try:
         return decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise MalformedResponseError(
             f"the management answer's {key!r} is not what the docs describe ({exc}): "
             f"{excerpt(bytes(raw))!r}",

@@ -19,13 +19,22 @@ from ._images import ContentTransform
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
 
 MAX_SIDE: Final = 512
 """Longest side (px) an image is downsized to: the top of the API's recommended range."""
 MIN_SIDE: Final = 256
 """Smallest longest side (px) the resizer shrinks to when it must cut bytes further."""
 
+MAX_PIXELS: Final = 36_000_000
+"""Pixel budget of one decode (an 8K frame fits): about 140 MiB even as RGBA.
+
+Checked from the header before any pixel is decoded; JPEGs are counted at the reduced
+scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly).
+"""
+
+_ANIMATED_FORMATS: Final = frozenset({"GIF", "PNG", "WEBP"})
+"""Formats whose animations the API refuses (an MPO photo's extra frames are fine)."""
 _KEEP_FORMATS: Final = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
 """Formats the API accepts that are re-encoded as themselves; anything else becomes JPEG."""
 _JPEG_QUALITIES: Final = (88, 80, 70, 60, 45, 35)
@@ -41,6 +50,9 @@ class Resizer:
 
     - it is only ever downsized, never enlarged: the longest side ends up at most 512 px
       and, when an image had to shrink, at least 256 px (unless it was smaller already);
+    - nothing over ``max_pixels`` is decoded (``InvalidImageError`` instead), so a small
+      file declaring huge dimensions cannot exhaust memory; JPEGs count at draft scale;
+    - animations (GIF, APNG, WebP) are refused like the API refuses them;
     - the result is under ``max_bytes`` (1 MiB) or ``InvalidImageError`` is raised;
     - EXIF orientation is applied to the pixels, so the service sees the image upright;
     - JPEG, PNG, WebP, BMP and TIFF keep their format; other formats (static GIF, HEIF)
@@ -51,9 +63,17 @@ class Resizer:
     under the limit (the API's own check decides), and rejected otherwise.
     """
 
-    def __init__(self, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_IMAGE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_side: int = MAX_SIDE,
+        max_bytes: int = MAX_IMAGE_BYTES,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
         if max_side < MIN_SIDE:
             raise ValueError(f"max_side must be at least {MIN_SIDE} px")
+        if max_pixels < max_side * max_side:
+            raise ValueError(f"max_pixels must be at least max_side squared ({max_side**2:,})")
         from PIL import Image as PILImageModule
         from PIL import ImageOps
 
@@ -61,25 +81,34 @@ class Resizer:
         self._ops = ImageOps
         self.max_side = max_side
         self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
 
     def __call__(self, content: bytes, format: str, name: str) -> bytes:
         pil = self._pil
         try:
             img = pil.open(io.BytesIO(content))
-            orientation = _orientation(img)
+            if img.format in _ANIMATED_FORMATS and getattr(img, "is_animated", False):
+                raise InvalidImageError(
+                    f"{name}: an animated {img.format}; image recognition takes static images "
+                    f"only: send animations to Tupu's video recognition API, or extract a frame"
+                )
             longest = max(img.size)
+            if img.format == "JPEG":
+                img.draft("RGB", (self.max_side, self.max_side))
+            self._check_pixels(img, name)  # before anything that decodes (PNG EXIF does)
+            orientation = _orientation(img)
             upright = orientation in (0, 1)
             if longest <= self.max_side and upright and len(content) <= self.max_bytes:
                 return content
-            if img.format == "JPEG":
-                img.draft("RGB", (self.max_side, self.max_side))
             img.load()
+            if max(img.size) > self.max_side:
+                img.thumbnail((self.max_side, self.max_side), pil.Resampling.LANCZOS)
             if orientation not in (0, 1):
                 img = self._ops.exif_transpose(img)
             return self._shrink(img, format, name)
         except InvalidImageError:
             raise
-        except (pil.DecompressionBombError, MemoryError):
+        except (pil.DecompressionBombError, pil.DecompressionBombWarning, MemoryError):
             raise InvalidImageError(
                 f"{name}: too many pixels to resize safely; downscale it before sending"
             ) from None
@@ -90,6 +119,15 @@ class Resizer:
                 f"{name}: could not be resized ({type(exc).__name__}: {exc}) and is over the "
                 f"{self.max_bytes:,}-byte (1 MiB) limit: convert it to JPEG first"
             ) from None
+
+    def _check_pixels(self, img: PILImage, name: str) -> None:
+        width, height = img.size
+        if width * height > self.max_pixels:
+            raise InvalidImageError(
+                f"{name}: {width}x{height} px is over the {self.max_pixels:,}-pixel budget for "
+                f"resizing (a small file can declare huge dimensions): downscale it before "
+                f"sending, or send it by URL"
+            )
 
     def _shrink(self, img: PILImage, format: str, name: str) -> bytes:
         target = _KEEP_FORMATS.get(format, "JPEG")
@@ -166,10 +204,12 @@ def _save(img: PILImage, fmt: str, **options: Any) -> bytes:
     return out.getvalue()
 
 
-def make_resizer(*, max_side: int = MAX_SIDE, max_bytes: int = MAX_IMAGE_BYTES) -> ContentTransform:
+def make_resizer(
+    *, max_side: int = MAX_SIDE, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_PIXELS
+) -> ContentTransform:
     """A resizer for ``resize=True``; raises ``ImportError`` when Pillow is missing."""
     try:
         import PIL.Image  # noqa: F401
     except ImportError:
         raise ImportError("resize=True needs Pillow: pip install 'tupu-async[images]'") from None
-    return Resizer(max_side=max_side, max_bytes=max_bytes)
+    return Resizer(max_side=max_side, max_bytes=max_bytes, max_pixels=max_pixels)

@@ -3,16 +3,20 @@
 Each input becomes a URL string or an :class:`~tupu_async.Image` whose ``name`` is what
 its result reports, so ``--resume`` can compare names with the output file. A command-line
 argument that is neither a URL nor an existing file or folder is a typing mistake, found
-by ``missing_arguments`` before anything runs; a list-file line like that becomes that
-image's error ("no such file"), and the run goes on. A ``.zip`` file (given, or found in a folder)
-stands for its member images (``Image.from_zip``); an archive refused by the zip-bomb
-limits is logged and passed on as one file, which the client reports as that input's error.
+by ``missing_arguments`` before anything runs. Anything else that is not a URL is a file
+path (the client never reads a ``str`` as a file): a missing or unreadable one (a list-file
+line) becomes that image's error, and the run goes on. Folder walks list only regular
+files, so a FIFO or device named ``x.jpg`` is never opened. A ``.zip`` file (given, or
+found in a folder) stands for its member images (``Image.from_zip``); an archive refused
+by the zip-bomb limits is logged and passed on as one file, which the client reports as
+that input's error.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, TextIO
@@ -69,18 +73,27 @@ def image_files(
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
-                if os.path.splitext(name)[1].lower() in wanted:
-                    yield pathlib.Path(root, name)
+                path = pathlib.Path(root, name)
+                if path.suffix.lower() in wanted and _is_regular(path):
+                    yield path
         return
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and entry.suffix.lower() in wanted:
             yield entry
 
 
+def _is_regular(path: pathlib.Path) -> bool:
+    """A regular file (symlinks followed); ``stat`` never blocks, even on a FIFO."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _file(path: pathlib.Path) -> Iterator[Image]:
     """A file's inputs: its member images for a ZIP archive, else the file itself."""
-    if path.suffix.lower() not in ARCHIVE_EXTENSIONS:
-        yield Image.from_path(path)
+    if path.suffix.lower() not in ARCHIVE_EXTENSIONS or not _is_regular(path):
+        yield Image.from_path(path)  # the client reports a missing or special file
         return
     try:
         members = Image.from_zip(path, name=str(path))
@@ -99,16 +112,12 @@ def _one(text: str, recursive: bool) -> Iterator[str | Image]:
     if path.is_dir():
         for file in image_files(path, recursive, archives=True):
             yield from _file(file)
-    elif path.is_file():
-        yield from _file(path)
-    elif "://" not in text:
-        yield Image.from_path(path, name=text)  # a missing one: "no such file" when read
     else:
-        yield text  # another scheme: the client says it is not an http(s) URL
+        yield from _file(path)
 
 
 def _is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
+    return text[:8].lower().startswith(("http://", "https://"))
 
 
 def missing_arguments(args: Sequence[str]) -> list[str]:
