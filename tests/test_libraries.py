@@ -645,15 +645,24 @@ async def test_answers_without_a_list_or_code_fail_safely() -> None:
 async def test_add_images_reads_paths_and_bytes(tmp_path: pathlib.Path) -> None:
     (tmp_path / "a.png").write_bytes(PNG)
     store = MiniStore()
-    images: dict[str, ContentSource] = {
-        "a": tmp_path / "a.png",
-        "b": JPEG,
-        "c": str(tmp_path / "a.png"),
-    }
+    images: dict[str, ContentSource] = {"a": tmp_path / "a.png", "b": JPEG}
     outcomes = await make_libraries(store).add_images("lib-1", images)
-    assert [o.name for o in outcomes if o.ok] == ["a", "b", "c"]
+    assert [o.name for o in outcomes if o.ok] == ["a", "b"]
     (body,) = store.calls("/image/create/base64")
-    assert [base64.b64decode(i["content"]) for i in body["images"]] == [PNG, JPEG, PNG]
+    assert [base64.b64decode(i["content"]) for i in body["images"]] == [PNG, JPEG]
+
+
+@pytest.mark.anyio
+async def test_add_images_never_reads_a_str_as_a_file(tmp_path: pathlib.Path) -> None:
+    """A user-submitted string naming a local file must not upload that file."""
+    (tmp_path / "a.png").write_bytes(PNG)
+    store = MiniStore()
+    libraries = make_libraries(store)
+    for value in (str(tmp_path / "a.png"), str(tmp_path / "missing.png")):
+        with pytest.raises(InvalidImageError, match=r"pathlib\.Path") as caught:
+            await libraries.add_images("lib-1", {"c": value})  # type: ignore[arg-type]
+        assert "missing" not in str(caught.value)  # the same answer, existing or not
+    assert store.calls("/image/create/base64") == []
 
 
 @pytest.mark.anyio

@@ -43,10 +43,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-ContentSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+ContentSource = Union[bytes, bytearray, memoryview, "os.PathLike[str]"]
 """Content for ``add_images``: image bytes, or the path of an image file."""
 SyncSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
-"""A desired image in ``sync_library``: bytes, a file path, or an http(s) URL string."""
+"""A desired image in ``sync_library``: bytes, a ``PathLike`` file, or an http(s) URL ``str``."""
 
 _HEADER_BYTES = 32
 
@@ -178,7 +178,13 @@ def to_upload_item(name: str, value: object) -> UploadItem:
             f"image {name!r}: {value[:200]!r} is a URL: add URLs with add_urls, which lets "
             f"the service download them"
         )
-    if isinstance(value, (str, os.PathLike)):
+    if isinstance(value, str):
+        # As in recognition: a str is never read as a file (web apps pass user strings).
+        raise InvalidImageError(
+            f"image {name!r}: a str is never read as a local file; pass files as "
+            f"pathlib.Path(...) (and URLs to add_urls)"
+        )
+    if isinstance(value, os.PathLike):
         path = pathlib.Path(value)
         shown = display_path(path)
         with open_regular_file(path, f"image {name!r}: {shown}") as (fd, size):
