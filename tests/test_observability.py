@@ -241,7 +241,10 @@ async def test_stats_count_requests_images_retries_and_failures(server: FakeTupu
         (failed,) = await client.recognize_many(["http://images.test/z.jpg"])
         after = client.stats
 
-    assert before == ClientStats()
+    assert before == ClientStats(limiter=before.limiter)
+    assert before.limiter is not None
+    assert before.limiter.rate == 50.0
+    assert before.limiter.jitter_throttles + before.limiter.foreign_throttles == 0
     assert middle.requests == 4  # 3 requests, one retried
     assert middle.responses == 4
     assert middle.images == 25
@@ -286,3 +289,26 @@ def test_tupu_log_sets_the_logger_level(value: str, level: int) -> None:
     )
 
     assert json.loads(proc.stdout) == level
+
+
+@pytest.mark.anyio
+async def test_stats_and_debug_log_say_what_the_limiter_believes_after_a_429(
+    server: FakeTupuServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.inject("http_429")
+
+    with caplog.at_level(logging.DEBUG, logger="tupu_async"):
+        async with make_client(server) as client:
+            await client.recognize(["http://images.test/a.jpg"])
+            stats = client.stats
+
+    belief = stats.limiter
+    assert belief is not None
+    # One request in the window, far under the limit: capacity spent by someone else.
+    assert (belief.jitter_throttles, belief.foreign_throttles) == (0, 1)
+    assert belief.rate == pytest.approx(35.0, rel=0.05)
+    assert stats.throttles == 1
+    (decision,) = [r for r in caplog.records if r.getMessage().startswith("limiter: 429")]
+    assert decision.levelno == logging.DEBUG
+    assert "from foreign" in decision.getMessage()
+    assert "1 foreign" in decision.getMessage()

@@ -40,6 +40,7 @@ from ._library_types import (
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from ._redis_limiter import RedisLimiter
 from ._retry import RetryPolicy
+from ._throttle_policy import LimiterBelief
 from ._types import (
     AdFile,
     FaceObject,
@@ -88,6 +89,7 @@ __all__ = [
     "LibraryItemOutcome",
     "LibrarySyncReport",
     "LibraryType",
+    "LimiterBelief",
     "LocalLimiter",
     "MalformedResponseError",
     "OcrFile",

@@ -269,8 +269,13 @@ class AsyncTupuClient:
 
     @property
     def stats(self) -> ClientStats:
-        """A snapshot of the counters: requests, images, retries, throttles, in flight."""
-        return self._stats.snapshot()
+        """A snapshot of the counters: requests, images, retries, throttles, in flight,
+        and what the limiter believes (``stats.limiter``; None if it cannot say)."""
+        snapshot = self._stats.snapshot()
+        belief = getattr(self._limiter, "belief", None)
+        if callable(belief):
+            snapshot.limiter = belief()
+        return snapshot
 
     @property
     def limiter(self) -> RateLimiter:

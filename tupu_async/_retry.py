@@ -89,6 +89,16 @@ class RetryPolicy:
         exponent = min(attempt, _MAX_EXPONENT)
         return min(self.backoff_max, self.backoff_base * 2.0**exponent)
 
+    def throttle_delay(self, retry_after: float | None = None) -> float:
+        """Seconds to wait before re-sending a throttled (HTTP 429) request.
+
+        Only an explicit Retry-After (capped at ``retry_after_max``) delays it; otherwise
+        0, and the rate limiter puts the re-send in its next free slot (no backoff).
+        """
+        if retry_after is None or math.isnan(retry_after):
+            return 0.0
+        return min(max(retry_after, 0.0), self.retry_after_max)
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retrying after the failed attempt ``attempt`` (0-based)."""
         ceiling = self.backoff_ceiling(attempt)

@@ -61,7 +61,8 @@ class RequestSender:
 
     Every attempt takes one limiter permit, so retries count against the QPS budget too;
     every attempt is signed afresh (new timestamp and nonce). Retryable failures back off
-    with jitter (honouring ``Retry-After``); a 429 pauses and slows the shared limiter.
+    with jitter (honouring ``Retry-After``); a 429 is reported to the shared limiter and
+    re-sent in its next free slot (after a capped Retry-After, if any).
     Fatal errors and errors still failing after ``policy.max_retries`` are raised.
     """
 
@@ -177,8 +178,8 @@ class RequestSender:
                     ),
                 )
                 logger.warning(
-                    "throttled by Tupu (HTTP 429); pausing all requests for %.2fs",
-                    retry_after if retry_after is not None else 1.0,
+                    "throttled by Tupu (HTTP 429, Retry-After %s); the limiter adapts",
+                    "none" if retry_after is None else f"{retry_after:g}s",
                 )
                 await self._limiter.on_throttle(retry_after)
             if not should_retry(error) or attempt >= self._policy.max_retries:
@@ -192,7 +193,10 @@ class RequestSender:
                         error,
                     )
                 raise error
-            delay = self._policy.delay(attempt, retry_after)
+            if isinstance(error, RateLimitError):
+                delay = self._policy.throttle_delay(retry_after)
+            else:
+                delay = self._policy.delay(attempt, retry_after)
             stats.retries += 1
             self._hooks.emit(
                 "on_retry",
