@@ -53,6 +53,7 @@ from ._retry import RetryPolicy
 from ._sending import RequestSender, raise_for_transient_status
 from ._signing import Signer
 from ._types import ImageResult, RecognitionResponse
+from ._warmup import default_warm_connections, warm_pool
 
 if TYPE_CHECKING:
     from ._libraries import Libraries
@@ -122,6 +123,9 @@ class AsyncTupuClient:
     Every request is signed with ``private_key``; every response envelope is verified
     with the Tupu public key (the bundled official one unless ``tupu_public_key`` is
     given). ``qps`` caps request starts in any 1-second window, retries included.
+    On entry, a client that owns its HTTP pool opens ``warm_connections`` connections in
+    the background (default ``ceil(qps / 2)``, 0 disables; an unsigned ``HEAD /``, not an
+    API call), so connection set-up does not lag the first paced requests.
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class AsyncTupuClient:
         hooks: Hooks | None = None,
         resize: bool = False,
         url_fallback: bool = False,
+        warm_connections: int | None = None,
     ) -> None:
         if not isinstance(max_images_per_request, int) or max_images_per_request < 1:
             raise ValueError("max_images_per_request must be a positive int (the API's is 10)")
@@ -156,6 +161,14 @@ class AsyncTupuClient:
             raise ValueError("max_in_flight must be >= 1")
         if batch_linger < 0:
             raise ValueError("batch_linger must be >= 0 seconds")
+        if warm_connections is not None and (
+            isinstance(warm_connections, bool)
+            or not isinstance(warm_connections, int)
+            or warm_connections < 0
+        ):
+            raise ValueError(
+                "warm_connections must be an int >= 0 (0 disables warming) or None (default)"
+            )
         self.region = _resolve_region(region)
         self.base_url = (base_url or REGION_HOSTS[self.region]).rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
@@ -177,6 +190,10 @@ class AsyncTupuClient:
             limiter if limiter is not None else LocalLimiter(qps, recovery=max(1.0, qps / 10))
         )
         self._owns_http = http_client is None
+        if warm_connections is None:
+            warm_connections = default_warm_connections(self._limiter.qps, max_in_flight)
+        # Only a pool this client owns is warmed: a caller's http_client is theirs to manage.
+        self._warm_connections = min(warm_connections, max_in_flight) if self._owns_http else 0
         if http_client is None:
             http_client = httpx.AsyncClient(
                 timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
@@ -220,6 +237,10 @@ class AsyncTupuClient:
             raise RuntimeError("this AsyncTupuClient is closed; create a new one")
         self._tg_cm = anyio.create_task_group()
         self._task_group = await self._tg_cm.__aenter__()
+        if self._warm_connections:
+            self._task_group.start_soon(
+                warm_pool, self._http, self.base_url, self._warm_connections
+            )
         return self
 
     async def __aexit__(
