@@ -145,3 +145,27 @@ def test_bounds_hold_for_any_throttle_sequence(events: list[tuple[float, int, An
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         policy(**kwargs)
+
+
+def test_after_a_cut_the_rate_plateaus_at_what_the_service_accepted() -> None:
+    """Foreign load left us 35 a second: the probe is flat around 35, not around 50."""
+    p = policy()
+    for i in range(70):  # two seconds at 35 a second
+        p.on_success(9.0 + i / 35)
+    assert p.accepted_in_period(10.99) == 35
+    p.on_throttle(11.0, own_in_window=50, limit=LIMIT)
+    p.on_throttle(11.0, own_in_window=50, limit=LIMIT)
+    assert p.on_throttle(11.0, own_in_window=50, limit=LIMIT).rate_lowered
+    assert p.rate(11.0) == pytest.approx(0.7 * 35.0, abs=0.71)  # 34 or 35 counted
+    k = (35 * 0.3 / 0.4) ** (1 / 3)
+    plateau = [p.rate(11.0 + k + d / 10) for d in range(-10, 11)]
+    assert all(33.0 < r < 36.0 for r in plateau)  # flat near the accepted share
+    assert p.rate(25.0) == 50.0  # and back at the ceiling when nothing throttles
+
+
+def test_no_share_evidence_before_a_full_period_of_successes() -> None:
+    p = policy()
+    p.on_success(0.0)
+    p.on_success(0.5)
+    assert p.accepted_in_period(0.9) is None
+    assert p.accepted_in_period(1.2) == 1

@@ -522,9 +522,11 @@ class LocalLimiter:
         await anyio.lowlevel.checkpoint()
 
     def on_success(self) -> None:
-        """A request went through (``pause-halve``: recover a lowered rate additively)."""
+        """A request went through: evidence of our share (``pause-halve``: recover additively)."""
         if self._policy is None:
             self._schedule.success(self._clock())
+        else:
+            self._policy.on_success(self._clock())
 
     async def aclose(self) -> None:
         """Nothing to release; present for the protocol."""

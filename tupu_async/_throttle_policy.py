@@ -138,6 +138,8 @@ class ThrottlePolicy:
         self._no_cut_until = -math.inf
         self._paused_until = -math.inf
         self._recent: deque[float] = deque()
+        self._successes: deque[float] = deque()
+        self._first_success = math.inf
         self.jitter_throttles = 0
         self.foreign_throttles = 0
 
@@ -166,13 +168,16 @@ class ThrottlePolicy:
     def rate(self, now: float) -> float:
         """The pacing rate in force at ``now``, in requests per period.
 
-        After a cut at ``t0`` from ``W_max``: ``W_max + C * (t - t0 - K) ** 3`` with
-        ``K = cbrt(W_max * (1 - beta) / C)``, time in periods, clamped to the bounds.
+        After a cut at ``t0`` to ``beta * W_max``: ``W_max + C * (t - t0 - K) ** 3`` with
+        ``K = cbrt((W_max - cut) / C)``, time in periods, never below the cut nor above
+        ``qps``. ``W_max`` is the rate in force at the cut, or what the service accepted
+        from us in the period before it when that is less (:meth:`on_success`), so the
+        curve is flat around the capacity actually left to us.
         """
         if self._cut_at == -math.inf:
             return self._qps
         elapsed = max(0.0, (now - self._cut_at) / self._period)
-        k = math.pow(self._w_max * (1 - _BETA) / _CUBIC_C, 1 / 3)
+        k = math.pow(max(0.0, self._w_max - self._cut_rate) / _CUBIC_C, 1 / 3)
         rate = self._w_max + _CUBIC_C * (elapsed - k) ** 3
         return min(self._qps, max(self._min_rate, self._cut_rate, rate))
 
@@ -185,6 +190,24 @@ class ThrottlePolicy:
             foreign_throttles=self.foreign_throttles,
             paused_until=self._paused_until,
         )
+
+    def on_success(self, now: float) -> None:
+        """A request of ours was accepted at ``now`` (evidence of our share of the budget)."""
+        successes = self._successes
+        if not successes and self._first_success == math.inf:
+            self._first_success = now
+        successes.append(now)
+        horizon = now - self._period
+        while successes[0] <= horizon:
+            successes.popleft()
+
+    def accepted_in_period(self, now: float) -> int | None:
+        """How many of our requests were accepted in ``(now - period, now]``; None before
+        a full period of successes has been seen (no evidence yet)."""
+        if now - self._first_success < self._period:
+            return None
+        horizon = now - self._period
+        return sum(1 for t in self._successes if t > horizon)
 
     def classify(self, now: float, own_in_window: int, limit: int) -> ThrottleCause:
         """Why a 429 at ``now`` happened, given our own starts in the trailing window."""
@@ -215,6 +238,9 @@ class ThrottlePolicy:
             self.foreign_throttles += 1
             if now >= self._no_cut_until:
                 current = self.rate(now)
+                accepted = self.accepted_in_period(now)
+                if accepted:  # what the service let through is the capacity left to us
+                    current = min(current, max(self._min_rate, float(accepted)))
                 self._w_max = current
                 self._cut_rate = max(self._min_rate, current * _BETA)
                 self._cut_at = now
