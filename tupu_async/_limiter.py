@@ -87,11 +87,11 @@ class RateLimiter(Protocol):
         ...
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
-        """The service throttled us (HTTP 429): pause everyone, lower the rate."""
+        """The service throttled us (HTTP 429): adapt (margin, rate, or a capped pause)."""
         ...
 
     def on_success(self) -> None:
-        """A request went through: let a lowered rate recover (additive increase)."""
+        """A request went through: evidence for a lowered rate to recover."""
         ...
 
     async def aclose(self) -> None:
@@ -110,7 +110,9 @@ class WindowSchedule:
     only spreads starts
     at least ``(period + margin) / current_rate`` apart so that they do not come in bursts.
 
-    Throttling is AIMD. :meth:`throttle` pauses every start until ``now + retry_after``
+    Throttling here is the first release's AIMD (``LocalLimiter(policy="pause-halve")``;
+    the adaptive policy drives :meth:`set_rate`, :meth:`set_margin` and :meth:`pause`
+    instead). :meth:`throttle` pauses every start until ``now + retry_after``
     and halves the current rate (never below ``min_rate``); further throttles before the
     pause ends, and for one window after the halving, only extend the pause (they are the
     other requests that were in flight when the first was throttled). :meth:`success`
@@ -318,8 +320,9 @@ class LocalLimiter:
     we are well under the ceiling, are another client's load and cut the rate
     multiplicatively, probing back up CUBIC-style. Neither pauses; an explicit
     Retry-After pauses every start for at most ``retry_after_cap`` seconds.
-    ``policy="pause-halve"`` keeps the first release's AIMD (see :class:`WindowSchedule`)
-    for comparison. :meth:`belief` reports the rate, margin and throttles by cause.
+    ``policy="pause-halve"`` keeps the first release's AIMD (see :class:`WindowSchedule`;
+    ``recovery`` applies to it only) for comparison. :meth:`belief` reports the rate,
+    margin and throttles by cause.
 
     Cold start: the first sends count at their real wire time (with no baseline yet,
     all of a send's lag counts); later, lag up to the least recent permit-to-wire delay
