@@ -124,7 +124,7 @@ class AsyncTupuClient:
     with the Tupu public key (the bundled official one unless ``tupu_public_key`` is
     given). ``qps`` caps request starts in any 1-second window, retries included.
     On entry, a client that owns its HTTP pool opens ``warm_connections`` connections in
-    the background (default ``ceil(qps / 2)``, 0 disables; an unsigned ``HEAD /``, not an
+    the background (default ``ceil(qps / 5)``, 0 disables; an unsigned ``HEAD /``, not an
     API call), so connection set-up does not lag the first paced requests.
     """
 

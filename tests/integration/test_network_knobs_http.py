@@ -3,9 +3,12 @@ set-up delay, foreign load; and the client warming its pool ahead of need."""
 
 from __future__ import annotations
 
+import threading
+
 import anyio
 import httpx
 import pytest
+from clients import http_client_for
 
 from tupu_async._signing import Signer
 from tupu_async._warmup import default_warm_connections, warm_pool
@@ -135,10 +138,10 @@ async def test_the_gate_429_carries_the_configured_retry_after() -> None:
         assert (await post(http, signer)).headers["retry-after"] == "0.25"
 
 
-def test_default_warm_connections_cover_half_a_second_of_the_ceiling() -> None:
-    assert default_warm_connections(50.0, 128) == 25
+def test_default_warm_connections_cover_the_first_fifth_of_a_second() -> None:
+    assert default_warm_connections(50.0, 128) == 10
     assert default_warm_connections(50.0, 8) == 8
-    assert default_warm_connections(float("inf"), 16) == 16
+    assert default_warm_connections(float("inf"), 16) == 10
     assert default_warm_connections(0.5, 16) == 1
 
 
@@ -162,3 +165,40 @@ async def test_the_process_runner_passes_the_knobs_on() -> None:
     assert delays[0] >= 0.1  # new connection
     assert 0.0 < delays[1] <= 0.05 + 0.1  # jitter only
     assert stats.foreign_accepted >= 1
+
+
+async def test_the_client_warms_its_own_pool_on_entry_and_only_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, _ = make_server(qps_limit=None, connection_setup=0.001)
+    app = server.app
+    seen = app._new_connection
+    three_connections = threading.Event()  # set by the server, in its thread under trio
+
+    def counting(scope: object) -> bool:
+        new = seen(scope)  # type: ignore[arg-type]
+        if len(app._connections) >= 3:
+            three_connections.set()
+        return new
+
+    monkeypatch.setattr(app, "_new_connection", counting)
+    async with server.serve() as base_url:
+        async with http_client_for(server, base_url, warm_connections=3) as client:
+            # The warm-up runs in the background.
+            assert await anyio.to_thread.run_sync(three_connections.wait, 10.0)
+            await client.recognize(["http://img.test/a.jpg"])
+        assert server.stats.total_requests == 1  # the HEADs are not API requests
+        app._connections.clear()
+        async with (
+            httpx.AsyncClient(base_url=base_url) as mine,
+            http_client_for(server, base_url, http_client=mine, warm_connections=3) as client,
+        ):
+            await client.recognize(["http://img.test/b.jpg"])
+        assert len(app._connections) == 1  # a caller's pool is left alone
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_warm_connections_must_be_a_count(bad: object) -> None:
+    server = FakeTupuServer()
+    with pytest.raises(ValueError, match="warm_connections"):
+        http_client_for(server, "http://fake", warm_connections=bad)
