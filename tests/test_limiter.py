@@ -565,3 +565,25 @@ def test_retry_after_pauses_the_limiter_but_is_capped() -> None:
 def test_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="policy must be"):
         LocalLimiter(50.0, policy="halve")  # type: ignore[arg-type]
+
+
+def test_a_throttled_request_takes_the_next_free_slot_ahead_of_the_line() -> None:
+    order: list[str] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, clock=trio.current_time)
+        await limiter.acquire()  # the next slot is a spacing away: everyone queues
+
+        async def waiter(name: str, ahead: bool) -> None:
+            await (limiter.acquire_next() if ahead else limiter.acquire())
+            order.append(name)
+
+        async with trio.open_nursery() as nursery:
+            for name in ("a", "b", "c"):
+                nursery.start_soon(waiter, name, False)
+                await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(waiter, "re-send", True)
+
+    _run_on_mock_clock(main)
+    # "a" was already sleeping on the clock for the next slot; the re-send comes next.
+    assert order == ["a", "re-send", "b", "c"]

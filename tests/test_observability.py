@@ -312,3 +312,24 @@ async def test_stats_and_debug_log_say_what_the_limiter_believes_after_a_429(
     assert decision.levelno == logging.DEBUG
     assert "from foreign" in decision.getMessage()
     assert "1 foreign" in decision.getMessage()
+
+
+@pytest.mark.anyio
+async def test_a_throttled_request_is_resent_ahead_of_the_queue(server: FakeTupuServer) -> None:
+    """The 429'd request is re-sent in the limiter's next free slot, not behind the line."""
+    server.faults = FaultConfig(retry_after=None)
+    server.latency = 0.1  # by the time the 429 is back, the other requests are queued
+    server.inject("http_429")
+    events: list[str] = []
+    hooks = Hooks(
+        on_request=lambda e: events.append(f"attempt {e.attempt}"),
+        on_throttle=lambda e: events.append("429"),
+    )
+    async with make_client(server, hooks=hooks, max_images_per_request=1, max_in_flight=20) as c:
+        results = await c.recognize_many([f"http://images.test/{i}.jpg" for i in range(40)])
+    assert all(r.ok for r in results)
+    assert events.count("attempt 0") == 40
+    throttled_at, resent_at = events.index("429"), events.index("attempt 1")
+    # ~15 requests were queued when the 429 came back: at most the one already sleeping
+    # on the clock for the next slot goes before the re-send.
+    assert resent_at - throttled_at <= 2, events

@@ -434,17 +434,29 @@ class LocalLimiter:
         Returns a hook to call once the request is actually on the wire: the window log
         then counts that later time (see :meth:`WindowSchedule.record_sent`).
         """
+        return await self._acquire(ahead=False)
+
+    async def acquire_next(self) -> SentHook:
+        """Like :meth:`acquire`, but ahead of every waiter except the one already at the
+        head of the line: for re-sending a throttled request in the next free slot."""
+        return await self._acquire(ahead=True)
+
+    async def _acquire(self, *, ahead: bool) -> SentHook:
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._line:
+        line = self._line
+        if not line:
             now = self._clock()
             self._follow_policy(now)
             if self._schedule.not_before() <= now:
                 self._schedule.record_start(now)
                 return self._sent_hook(now)
         turn = anyio.Event()
-        self._line.append(turn)
+        if ahead and line:
+            line.insert(1, turn)
+        else:
+            line.append(turn)
         try:
-            if self._line[0] is not turn:
+            if line[0] is not turn:
                 await turn.wait()
             started = await self._wait_for_slot_and_start()
         finally:

@@ -6,7 +6,7 @@ back off, retry. Everything above (recognition, batching, libraries) goes throug
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -85,6 +85,10 @@ class RequestSender:
         self._hooks = hooks
         self.stats = stats
         self._headers: dict[str, dict[str, str]] = {}
+        # A limiter may offer the next free slot to a throttled request (LocalLimiter does).
+        self._acquire_next: Callable[[], Awaitable[SentHook | None]] | None = getattr(
+            limiter, "acquire_next", None
+        )
 
     @property
     def signer(self) -> Signer:
@@ -106,8 +110,12 @@ class RequestSender:
         headers = self._headers_for(request.content_type)
         stats = self.stats
         attempt = 0
+        throttled = False
         while True:
-            mark_sent = await self._limiter.acquire()
+            if throttled and self._acquire_next is not None:
+                mark_sent = await self._acquire_next()  # the throttled request goes first
+            else:
+                mark_sent = await self._limiter.acquire()
             signed = self._signer.sign()
             body = request.body(signed)
             stats.requests += 1
@@ -193,7 +201,8 @@ class RequestSender:
                         error,
                     )
                 raise error
-            if isinstance(error, RateLimitError):
+            throttled = isinstance(error, RateLimitError)
+            if throttled:
                 delay = self._policy.throttle_delay(retry_after)
             else:
                 delay = self._policy.delay(attempt, retry_after)
