@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tupu_async import Image
+from tupu_async import Image, RateLimitError
 from tupu_async._client import AsyncTupuClient
 from tupu_async._events import ClientStats, Hooks, RequestEvent
 from tupu_async._retry import RetryPolicy
@@ -333,3 +333,20 @@ async def test_a_throttled_request_is_resent_ahead_of_the_queue(server: FakeTupu
     # ~15 requests were queued when the 429 came back: at most the one already sleeping
     # on the clock for the next slot goes before the re-send.
     assert resent_at - throttled_at <= 2, events
+
+
+@pytest.mark.anyio
+async def test_429s_have_their_own_retry_budget(server: FakeTupuServer) -> None:
+    """Five 429s in a row exceed max_retries (3) but not max_throttle_retries: no image
+    fails; past max_throttle_retries the request fails with RateLimitError."""
+    server.faults = FaultConfig(retry_after=None)
+    server.inject(*["http_429"] * 5)
+    async with make_client(server) as client:
+        (result,) = await client.recognize_many(["http://images.test/a.jpg"])
+        assert result.ok
+        assert client.stats.throttles == 5
+    server.inject(*["http_429"] * 3)
+    policy = RetryPolicy(max_retries=3, max_throttle_retries=2, backoff_max=0.01)
+    async with make_client(server, retry_policy=policy) as client:
+        (result,) = await client.recognize_many(["http://images.test/b.jpg"])
+    assert isinstance(result.error, RateLimitError)

@@ -346,3 +346,11 @@ def test_a_throttled_request_is_resent_without_backoff_unless_told_to_wait() -> 
     assert policy.throttle_delay(-2.0) == 0.0
     assert policy.throttle_delay(1.5) == 1.5
     assert policy.throttle_delay(1e9) == 10.0  # honoured, capped
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_max_throttle_retries_must_be_a_count(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_throttle_retries"):
+        RetryPolicy(max_throttle_retries=value)  # type: ignore[arg-type]

@@ -109,11 +109,13 @@ class RequestSender:
         shown = request.path.replace(self._signer.secret_id, "<secretId>")
         headers = self._headers_for(request.content_type)
         stats = self.stats
-        attempt = 0
+        attempt = failures = throttles = 0
         throttled = False
         while True:
-            if throttled and self._acquire_next is not None:
-                mark_sent = await self._acquire_next()  # the throttled request goes first
+            if throttled and throttles == 1 and self._acquire_next is not None:
+                # First 429 of this request: re-send in the next free slot. Later ones
+                # queue as usual, so a window still full cannot burn the whole budget.
+                mark_sent = await self._acquire_next()
             else:
                 mark_sent = await self._limiter.acquire()
             signed = self._signer.sign()
@@ -190,7 +192,14 @@ class RequestSender:
                     "none" if retry_after is None else f"{retry_after:g}s",
                 )
                 await self._limiter.on_throttle(retry_after)
-            if not should_retry(error) or attempt >= self._policy.max_retries:
+            throttled = isinstance(error, RateLimitError)
+            if throttled:
+                throttles += 1
+                exhausted = throttles > self._policy.max_throttle_retries
+            else:
+                failures += 1
+                exhausted = failures > self._policy.max_retries
+            if not should_retry(error) or exhausted:
                 stats.failures += 1
                 if should_retry(error):
                     logger.warning(
@@ -201,22 +210,22 @@ class RequestSender:
                         error,
                     )
                 raise error
-            throttled = isinstance(error, RateLimitError)
             if throttled:
                 delay = self._policy.throttle_delay(retry_after)
             else:
-                delay = self._policy.delay(attempt, retry_after)
+                delay = self._policy.delay(failures - 1, retry_after)
             stats.retries += 1
             self._hooks.emit(
                 "on_retry",
                 RequestEvent(shown, request.image_count, attempt, status, elapsed, error, delay),
             )
             logger.info(
-                "retrying %s in %.2fs (attempt %d of %d): %s",
+                "retrying %s in %.2fs (%s %d of %d): %s",
                 shown,
                 delay,
-                attempt + 1,
-                self._policy.max_retries,
+                "429 re-send" if throttled else "attempt",
+                throttles if throttled else failures,
+                self._policy.max_throttle_retries if throttled else self._policy.max_retries,
                 error,
             )
             await anyio.sleep(delay)
