@@ -292,6 +292,7 @@ async def test_cancelled_waiters_leave_the_limiter_usable_and_correct() -> None:
     limiter = LocalLimiter(qps)
     starts: list[float] = []
     scopes: list[anyio.CancelScope] = []
+    granted_one = anyio.Event()
 
     async def one(cancellable: bool) -> None:
         with anyio.CancelScope() as scope:
@@ -299,13 +300,17 @@ async def test_cancelled_waiters_leave_the_limiter_usable_and_correct() -> None:
                 scopes.append(scope)
             await limiter.acquire()
             starts.append(time.monotonic())
+            granted_one.set()
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             for i in range(24):
                 tg.start_soon(one, i % 2 == 0)  # every other waiter will be cancelled
                 await anyio.wait_all_tasks_blocked()
-            await anyio.sleep(0.1)
+            # Cancel once a few waiters were granted, the rest still in line.
+            while len(starts) < 3:
+                await granted_one.wait()
+                granted_one = anyio.Event()
             for scope in scopes:
                 scope.cancel()
         # Still usable afterwards, and the window still holds across everything.
@@ -330,7 +335,7 @@ class TestOnTrioVirtualClock:
 
     @pytest.mark.anyio
     async def test_throttle_pauses_in_flight_demand_then_recovers(self) -> None:
-        limiter = LocalLimiter(50.0, clock=trio.current_time)
+        limiter = LocalLimiter(50.0, clock=trio.current_time, policy="pause-halve")
         starts: list[float] = []
         throttled_at: list[float] = []
 
@@ -430,3 +435,155 @@ def test_lagging_sends_never_bunch_up_in_any_window(
     for i, t in enumerate(times):
         inside = sum(1 for u in times[i:] if u < t + schedule.window)
         assert inside <= schedule.limit
+
+
+# --- the real limiter's send hook on a virtual clock ----------------------------------------
+
+
+def _run_on_mock_clock(fn: Any) -> None:
+    trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    lags=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=1, max_size=140),
+    qps=st.sampled_from([5.0, 20.0, 50.0]),
+)
+def test_no_window_over_the_limit_at_the_wire_for_any_send_lags(
+    lags: list[float], qps: float
+) -> None:
+    """Permits taken at once, each sent after its own lag (the very first ones included):
+    counted at the wire, no 1 s window ever holds more than ``qps`` sends."""
+    sent: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(qps, clock=trio.current_time)
+
+        async def one(lag: float) -> None:
+            mark_sent = await limiter.acquire()
+            await trio.sleep(lag)
+            sent.append(trio.current_time())
+            mark_sent()
+
+        async with trio.open_nursery() as nursery:
+            for lag in lags:
+                nursery.start_soon(one, lag)
+                await trio.testing.wait_all_tasks_blocked()
+
+    _run_on_mock_clock(main)
+    assert len(sent) == len(lags)
+    # Exact at the boundary: allow only float rounding.
+    assert max_in_window(sorted(sent), 1.0 - 1e-9) <= qps
+
+
+def test_a_lagging_first_send_pushes_later_permits_back() -> None:
+    """The cold-start case: no baseline yet, so the first send's lag counts in full."""
+    grants: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, margin=0.0, clock=trio.current_time)
+        mark_sent = await limiter.acquire()
+        grants.append(trio.current_time())
+        await trio.sleep(0.3)  # virtual time: connection set-up before the first send
+        mark_sent()
+        for _ in range(5):
+            hook = await limiter.acquire()
+            grants.append(trio.current_time())
+            hook()
+
+    _run_on_mock_clock(main)
+    # The 6th permit waits for one full window after the first request's wire time.
+    assert grants[5] == pytest.approx(1.3)
+    assert grants[5] - grants[0] > 1.0 + 0.29
+
+
+def test_adaptive_jitter_throttle_widens_the_margin_without_a_pause() -> None:
+    grants: list[float] = []
+    margins: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time)
+        for _ in range(120):
+            hook = await limiter.acquire()
+            hook()
+            grants.append(trio.current_time())
+            if len(grants) == 100:
+                margins.append(limiter.margin)
+                await limiter.on_throttle()  # our own count is at the limit: jitter
+                margins.append(limiter.margin)
+        belief = limiter.belief()
+        assert belief.jitter_throttles == 1
+        assert belief.foreign_throttles == 0
+        assert belief.rate == 50.0
+
+    _run_on_mock_clock(main)
+    assert margins[1] > margins[0] == 0.015
+    gaps = [b - a for a, b in itertools.pairwise(grants[99:])]
+    assert max(gaps) < 2 * (1.0 + margins[1]) / 50  # no pause, just the wider spacing
+    assert max_in_window(grants, 1.0 + margins[0]) <= 50
+    assert max_in_window(grants[99:], 1.0 + margins[1]) <= 50
+
+
+def test_adaptive_foreign_throttles_cut_the_rate_then_probe_back() -> None:
+    rates: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time)
+        for _ in range(3):  # a cluster, while our own count is far under the limit
+            await limiter.on_throttle()
+        rates.append(limiter.current_rate)
+        await trio.sleep(30.0)
+        rates.append(limiter.current_rate)
+        assert limiter.belief().foreign_throttles >= 1
+
+    _run_on_mock_clock(main)
+    assert rates[0] == pytest.approx(35.0)  # cut once for the cluster, by 0.7
+    assert rates[1] == 50.0
+
+
+def test_retry_after_pauses_the_limiter_but_is_capped() -> None:
+    grants: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time, retry_after_cap=2.0)
+        await limiter.acquire()
+        await limiter.on_throttle(1e9)
+        await limiter.acquire()
+        grants.append(trio.current_time())
+        legacy = LocalLimiter(
+            50.0, clock=trio.current_time, retry_after_cap=2.0, policy="pause-halve"
+        )
+        await legacy.on_throttle(1e9)
+        start = trio.current_time()
+        await legacy.acquire()
+        grants.append(trio.current_time() - start)
+
+    _run_on_mock_clock(main)
+    assert grants == [pytest.approx(2.0), pytest.approx(2.0)]
+
+
+def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="policy must be"):
+        LocalLimiter(50.0, policy="halve")  # type: ignore[arg-type]
+
+
+def test_a_throttled_request_takes_the_next_free_slot_ahead_of_the_line() -> None:
+    order: list[str] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, clock=trio.current_time)
+        await limiter.acquire()  # the next slot is a spacing away: everyone queues
+
+        async def waiter(name: str, ahead: bool) -> None:
+            await (limiter.acquire_next() if ahead else limiter.acquire())
+            order.append(name)
+
+        async with trio.open_nursery() as nursery:
+            for name in ("a", "b", "c"):
+                nursery.start_soon(waiter, name, False)
+                await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(waiter, "re-send", True)
+
+    _run_on_mock_clock(main)
+    # "a" was already sleeping on the clock for the next slot; the re-send comes next.
+    assert order == ["a", "re-send", "b", "c"]

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tupu_async import Image
+from tupu_async import Image, RateLimitError
 from tupu_async._client import AsyncTupuClient
 from tupu_async._events import ClientStats, Hooks, RequestEvent
 from tupu_async._retry import RetryPolicy
@@ -241,7 +241,10 @@ async def test_stats_count_requests_images_retries_and_failures(server: FakeTupu
         (failed,) = await client.recognize_many(["http://images.test/z.jpg"])
         after = client.stats
 
-    assert before == ClientStats()
+    assert before == ClientStats(limiter=before.limiter)
+    assert before.limiter is not None
+    assert before.limiter.rate == 50.0
+    assert before.limiter.jitter_throttles + before.limiter.foreign_throttles == 0
     assert middle.requests == 4  # 3 requests, one retried
     assert middle.responses == 4
     assert middle.images == 25
@@ -286,3 +289,64 @@ def test_tupu_log_sets_the_logger_level(value: str, level: int) -> None:
     )
 
     assert json.loads(proc.stdout) == level
+
+
+@pytest.mark.anyio
+async def test_stats_and_debug_log_say_what_the_limiter_believes_after_a_429(
+    server: FakeTupuServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.inject("http_429")
+
+    with caplog.at_level(logging.DEBUG, logger="tupu_async"):
+        async with make_client(server) as client:
+            await client.recognize(["http://images.test/a.jpg"])
+            stats = client.stats
+
+    belief = stats.limiter
+    assert belief is not None
+    # One request in the window, far under the limit: capacity spent by someone else.
+    assert (belief.jitter_throttles, belief.foreign_throttles) == (0, 1)
+    assert belief.rate == pytest.approx(35.0, rel=0.05)
+    assert stats.throttles == 1
+    (decision,) = [r for r in caplog.records if r.getMessage().startswith("limiter: 429")]
+    assert decision.levelno == logging.DEBUG
+    assert "from foreign" in decision.getMessage()
+    assert "1 foreign" in decision.getMessage()
+
+
+@pytest.mark.anyio
+async def test_a_throttled_request_is_resent_ahead_of_the_queue(server: FakeTupuServer) -> None:
+    """The 429'd request is re-sent in the limiter's next free slot, not behind the line."""
+    server.faults = FaultConfig(retry_after=None)
+    server.latency = 0.1  # by the time the 429 is back, the other requests are queued
+    server.inject("http_429")
+    events: list[str] = []
+    hooks = Hooks(
+        on_request=lambda e: events.append(f"attempt {e.attempt}"),
+        on_throttle=lambda e: events.append("429"),
+    )
+    async with make_client(server, hooks=hooks, max_images_per_request=1, max_in_flight=20) as c:
+        results = await c.recognize_many([f"http://images.test/{i}.jpg" for i in range(40)])
+    assert all(r.ok for r in results)
+    assert events.count("attempt 0") == 40
+    throttled_at, resent_at = events.index("429"), events.index("attempt 1")
+    # ~15 requests were queued when the 429 came back: at most the one already sleeping
+    # on the clock for the next slot goes before the re-send.
+    assert resent_at - throttled_at <= 2, events
+
+
+@pytest.mark.anyio
+async def test_429s_have_their_own_retry_budget(server: FakeTupuServer) -> None:
+    """Five 429s in a row exceed max_retries (3) but not max_throttle_retries: no image
+    fails; past max_throttle_retries the request fails with RateLimitError."""
+    server.faults = FaultConfig(retry_after=None)
+    server.inject(*["http_429"] * 5)
+    async with make_client(server) as client:
+        (result,) = await client.recognize_many(["http://images.test/a.jpg"])
+        assert result.ok
+        assert client.stats.throttles == 5
+    server.inject(*["http_429"] * 3)
+    policy = RetryPolicy(max_retries=3, max_throttle_retries=2, backoff_max=0.01)
+    async with make_client(server, retry_policy=policy) as client:
+        (result,) = await client.recognize_many(["http://images.test/b.jpg"])
+    assert isinstance(result.error, RateLimitError)

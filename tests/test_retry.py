@@ -337,3 +337,20 @@ async def test_a_refused_loopback_connection_becomes_a_transport_error() -> None
     assert isinstance(error, TransportError)
     assert f"POST http://127.0.0.1:{port}" in str(error)
     assert should_retry(caught.value)
+
+
+def test_a_throttled_request_is_resent_without_backoff_unless_told_to_wait() -> None:
+    policy = RetryPolicy(backoff_base=5.0, backoff_max=50.0, retry_after_max=10.0)
+    assert policy.throttle_delay(None) == 0.0
+    assert policy.throttle_delay(math.nan) == 0.0
+    assert policy.throttle_delay(-2.0) == 0.0
+    assert policy.throttle_delay(1.5) == 1.5
+    assert policy.throttle_delay(1e9) == 10.0  # honoured, capped
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_max_throttle_retries_must_be_a_count(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_throttle_retries"):
+        RetryPolicy(max_throttle_retries=value)  # type: ignore[arg-type]

@@ -49,6 +49,7 @@ from ._redis_limiter import RedisLimiter
 from ._retry import RetryPolicy
 from ._sync import BlockingCallError, ClientClosedError, TupuClient
 from ._sync_libraries import SyncLibraries
+from ._throttle_policy import LimiterBelief
 from ._types import (
     AdFile,
     FaceObject,
@@ -101,6 +102,7 @@ __all__ = [
     "LibraryItemOutcome",
     "LibrarySyncReport",
     "LibraryType",
+    "LimiterBelief",
     "LocalLimiter",
     "MalformedResponseError",
     "OcrFile",

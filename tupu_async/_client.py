@@ -62,6 +62,7 @@ from ._retry import RetryPolicy
 from ._sending import RequestSender, raise_for_transient_status
 from ._signing import Signer
 from ._types import ImageResult, RecognitionResponse
+from ._warmup import default_warm_connections, warm_pool
 
 if TYPE_CHECKING:
     from ._fallback import UrlFallback
@@ -142,6 +143,9 @@ class AsyncTupuClient:
     ``AmbiguousFailureError``); ``stats.ambiguous_retries`` counts such re-sends.
     ``recognize_one`` admits at most ``(max_in_flight + 1) * max_images_per_request``
     callers at once (the rest wait) and sends at most ``max_in_flight`` requests at once.
+    On entry, a client that owns its HTTP pool opens ``warm_connections`` connections in
+    the background (default ``ceil(qps / 5)``, 0 disables; an unsigned ``HEAD /``, not an
+    API call), so connection set-up does not lag the first paced requests.
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class AsyncTupuClient:
         response_max_age: float | None = DEFAULT_RESPONSE_MAX_AGE,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry_ambiguous: bool = True,
+        warm_connections: int | None = None,
     ) -> None:
         if not isinstance(max_images_per_request, int) or max_images_per_request < 1:
             raise ValueError("max_images_per_request must be a positive int (the API's is 10)")
@@ -189,6 +194,14 @@ class AsyncTupuClient:
             isinstance(max_response_bytes, int) and max_response_bytes >= 1024
         ):
             raise ValueError("max_response_bytes must be an int >= 1024")
+        if warm_connections is not None and (
+            isinstance(warm_connections, bool)
+            or not isinstance(warm_connections, int)
+            or warm_connections < 0
+        ):
+            raise ValueError(
+                "warm_connections must be an int >= 0 (0 disables warming) or None (default)"
+            )
         self.region = _resolve_region(region)
         self.base_url = normalise_base_url(base_url or REGION_HOSTS[self.region])
         self._signer = Signer(secret_id, private_key)
@@ -214,6 +227,10 @@ class AsyncTupuClient:
             limiter if limiter is not None else LocalLimiter(qps, recovery=max(1.0, qps / 10))
         )
         self._owns_http = http_client is None
+        if warm_connections is None:
+            warm_connections = default_warm_connections(self._limiter.qps, max_in_flight)
+        # Only a pool this client owns is warmed: a caller's http_client is theirs to manage.
+        self._warm_connections = min(warm_connections, max_in_flight) if self._owns_http else 0
         if http_client is None:
             http_client = httpx.AsyncClient(
                 timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
@@ -264,6 +281,10 @@ class AsyncTupuClient:
             raise RuntimeError("this AsyncTupuClient is closed; create a new one")
         self._tg_cm = anyio.create_task_group()
         self._task_group = await self._tg_cm.__aenter__()
+        if self._warm_connections:
+            self._task_group.start_soon(
+                warm_pool, self._http, self.base_url, self._warm_connections
+            )
         return self
 
     async def __aexit__(
@@ -331,8 +352,13 @@ class AsyncTupuClient:
 
     @property
     def stats(self) -> ClientStats:
-        """A snapshot of the counters: requests, images, retries, throttles, in flight."""
-        return self._stats.snapshot()
+        """A snapshot of the counters: requests, images, retries, throttles, in flight,
+        and what the limiter believes (``stats.limiter``; None if it cannot say)."""
+        snapshot = self._stats.snapshot()
+        belief = getattr(self._limiter, "belief", None)
+        if callable(belief):
+            snapshot.limiter = belief()
+        return snapshot
 
     @property
     def limiter(self) -> RateLimiter:

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._throttle_policy import LimiterBelief
+
 __all__ = ["ClientStats", "Hooks", "Listener", "RequestEvent", "logger"]
 
 logger = logging.getLogger("tupu_async")
@@ -93,6 +95,8 @@ class ClientStats:
     in_flight: int = 0
     fallbacks: int = 0
     status_codes: dict[int, int] = field(default_factory=dict)
+    limiter: LimiterBelief | None = None
+    """What the limiter believes (rate, margin, throttles by cause), when it can say."""
 
     def snapshot(self) -> ClientStats:
         return ClientStats(
@@ -107,4 +111,5 @@ class ClientStats:
             in_flight=self.in_flight,
             fallbacks=self.fallbacks,
             status_codes=dict(self.status_codes),
+            limiter=self.limiter,
         )

@@ -14,17 +14,25 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import anyio
 import anyio.lowlevel
 
 from ._constants import MAX_QPS
+from ._events import logger
+from ._throttle_policy import (
+    DEFAULT_MAX_MARGIN,
+    DEFAULT_RETRY_AFTER_CAP,
+    LimiterBelief,
+    ThrottlePolicy,
+)
 
 __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_THROTTLE_PAUSE",
     "LocalLimiter",
+    "PolicyName",
     "RateLimiter",
     "SentHook",
     "UnlimitedLimiter",
@@ -41,6 +49,10 @@ DEFAULT_THROTTLE_PAUSE: Final = 1.0
 # more than half a spacing), so a stalled event loop cannot turn into a burst.
 _MAX_FORGIVEN_LATENESS: Final = 0.005
 
+
+PolicyName = Literal["adaptive", "pause-halve"]
+"""``"adaptive"``: :mod:`._throttle_policy`. ``"pause-halve"``: the first release's AIMD
+(pause 1 s and halve), kept as the baseline for benchmarks."""
 
 SentHook = Callable[[], None]
 """Called (at most once) when the request a permit was for has actually been sent."""
@@ -75,11 +87,11 @@ class RateLimiter(Protocol):
         ...
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
-        """The service throttled us (HTTP 429): pause everyone, lower the rate."""
+        """The service throttled us (HTTP 429): adapt (margin, rate, or a capped pause)."""
         ...
 
     def on_success(self) -> None:
-        """A request went through: let a lowered rate recover (additive increase)."""
+        """A request went through: evidence for a lowered rate to recover."""
         ...
 
     async def aclose(self) -> None:
@@ -98,7 +110,9 @@ class WindowSchedule:
     only spreads starts
     at least ``(period + margin) / current_rate`` apart so that they do not come in bursts.
 
-    Throttling is AIMD. :meth:`throttle` pauses every start until ``now + retry_after``
+    Throttling here is the first release's AIMD (``LocalLimiter(policy="pause-halve")``;
+    the adaptive policy drives :meth:`set_rate`, :meth:`set_margin` and :meth:`pause`
+    instead). :meth:`throttle` pauses every start until ``now + retry_after``
     and halves the current rate (never below ``min_rate``); further throttles before the
     pause ends, and for one window after the halving, only extend the pause (they are the
     other requests that were in flight when the first was throttled). :meth:`success`
@@ -190,6 +204,23 @@ class WindowSchedule:
     def paused_until(self) -> float:
         """No start before this time (``-inf`` when never throttled)."""
         return self._paused_until
+
+    def set_rate(self, rate: float) -> None:
+        """Pace to ``rate`` requests per period from now on (clamped to ``[min_rate, qps]``)."""
+        self._rate = min(self._qps, max(self._min_rate, rate))
+
+    def set_margin(self, margin: float) -> None:
+        """Count over ``period + margin`` from now on (``margin`` >= 0)."""
+        self._margin = max(0.0, margin)
+        self._window = self._period + self._margin
+
+    def pause(self, until: float) -> None:
+        """No start before ``until`` (a later pause already in force stays)."""
+        self._paused_until = max(self._paused_until, until)
+
+    def starts_since(self, since: float) -> int:
+        """How many logged starts are later than ``since`` (at most ``limit``)."""
+        return len(self._starts) - bisect.bisect_right(self._starts, since)
 
     def not_before(self) -> float:
         """The earliest time the next start may happen, whatever the time is now."""
@@ -283,10 +314,19 @@ class LocalLimiter:
     cancel scope, asyncio task cancel, timeout) removes it from the line and passes the
     turn on; a cancelled waiter never takes or blocks a slot.
 
-    Throttling (see :class:`WindowSchedule`): :meth:`on_throttle` pauses every start until
-    ``now + retry_after`` (``DEFAULT_THROTTLE_PAUSE`` when None) and halves the rate, once
-    for a cluster of throttles; :meth:`on_success` recovers it by about ``recovery``
-    requests per period for each period of successful traffic, up to ``qps``.
+    Throttling (``policy="adaptive"``, see :mod:`tupu_async._throttle_policy`): a 429
+    while our own count is at the ceiling and isolated is network jitter and widens the
+    margin (up to ``max_margin``, decaying while clean); persistent 429s, or 429s while
+    we are well under the ceiling, are another client's load and cut the rate
+    multiplicatively, probing back up CUBIC-style. Neither pauses; an explicit
+    Retry-After pauses every start for at most ``retry_after_cap`` seconds.
+    ``policy="pause-halve"`` keeps the first release's AIMD (see :class:`WindowSchedule`;
+    ``recovery`` applies to it only) for comparison. :meth:`belief` reports the rate,
+    margin and throttles by cause.
+
+    Cold start: the first sends count at their real wire time (with no baseline yet,
+    all of a send's lag counts); later, lag up to the least recent permit-to-wire delay
+    (never more than ``margin``) is treated as constant overhead.
 
     ``clock`` (default :func:`time.monotonic`) returns seconds; it must advance with the
     clock :func:`anyio.sleep` waits on (a trio ``MockClock``'s ``current_time`` works).
@@ -311,10 +351,26 @@ class LocalLimiter:
         min_rate: float = 1.0,
         recovery: float = 1.0,
         clock: Callable[[], float] | None = None,
+        policy: PolicyName = "adaptive",
+        max_margin: float = DEFAULT_MAX_MARGIN,
+        retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
     ) -> None:
+        if policy not in ("adaptive", "pause-halve"):
+            raise ValueError(f"policy must be 'adaptive' or 'pause-halve', got {policy!r}")
         self._schedule = WindowSchedule(
             qps, period, margin=margin, min_rate=min_rate, recovery=recovery
         )
+        self._policy: ThrottlePolicy | None = None
+        self._throttle_policy = ThrottlePolicy(
+            qps,
+            period,
+            margin=margin,
+            max_margin=max(margin, max_margin),
+            min_rate=min_rate,
+            retry_after_cap=retry_after_cap,
+        )
+        if policy == "adaptive":
+            self._policy = self._throttle_policy
         self._clock: Callable[[], float] = time.monotonic if clock is None else clock
         # One event per waiter, in arrival order; the first one is the head of the line.
         self._line: deque[anyio.Event] = deque()
@@ -332,13 +388,40 @@ class LocalLimiter:
 
     @property
     def margin(self) -> float:
-        """Seconds added to the window to absorb send-side jitter."""
+        """Seconds added to the window to absorb jitter (widened by jitter 429s)."""
+        self._follow_policy(self._clock())
         return self._schedule.margin
 
     @property
     def current_rate(self) -> float:
         """The pacing rate in force, in requests per ``period``."""
+        self._follow_policy(self._clock())
         return self._schedule.current_rate
+
+    @property
+    def policy(self) -> PolicyName:
+        """Which 429 policy is in force: ``"adaptive"`` or ``"pause-halve"``."""
+        return "pause-halve" if self._policy is None else "adaptive"
+
+    def belief(self) -> LimiterBelief:
+        """What the limiter believes now: rate, margin, throttles by cause, pause."""
+        now = self._clock()
+        self._follow_policy(now)
+        policy = self._throttle_policy
+        return LimiterBelief(
+            rate=self._schedule.current_rate,
+            margin=self._schedule.margin,
+            jitter_throttles=policy.jitter_throttles,
+            foreign_throttles=policy.foreign_throttles,
+            paused_until=self._schedule.paused_until,
+        )
+
+    def _follow_policy(self, now: float) -> None:
+        """Bring the schedule's rate and margin to what the adaptive policy says at ``now``."""
+        policy = self._policy
+        if policy is not None:
+            self._schedule.set_rate(policy.rate(now))
+            self._schedule.set_margin(policy.margin(now))
 
     @property
     def waiting(self) -> int:
@@ -351,16 +434,29 @@ class LocalLimiter:
         Returns a hook to call once the request is actually on the wire: the window log
         then counts that later time (see :meth:`WindowSchedule.record_sent`).
         """
+        return await self._acquire(ahead=False)
+
+    async def acquire_next(self) -> SentHook:
+        """Like :meth:`acquire`, but ahead of every waiter except the one already at the
+        head of the line: for re-sending a throttled request in the next free slot."""
+        return await self._acquire(ahead=True)
+
+    async def _acquire(self, *, ahead: bool) -> SentHook:
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._line:
+        line = self._line
+        if not line:
             now = self._clock()
+            self._follow_policy(now)
             if self._schedule.not_before() <= now:
                 self._schedule.record_start(now)
                 return self._sent_hook(now)
         turn = anyio.Event()
-        self._line.append(turn)
+        if ahead and line:
+            line.insert(1, turn)
+        else:
+            line.append(turn)
         try:
-            if self._line[0] is not turn:
+            if line[0] is not turn:
                 await turn.wait()
             started = await self._wait_for_slot_and_start()
         finally:
@@ -370,12 +466,14 @@ class LocalLimiter:
     def _sent_hook(self, started: float) -> SentHook:
         def sent() -> None:
             # Only lag beyond the usual permit-to-wire delay (signing, HTTP framing: the
-            # least of the recent ones) counts: a constant delay shifts every send alike
-            # and must not slow the pace down, a lagging one must not bunch up.
+            # least of the earlier ones, at most the margin) counts: a constant delay
+            # shifts every send alike and must not slow the pace down, a lagging one must
+            # not bunch up. With no earlier send there is no baseline: all lag counts.
             now = self._clock()
             delay = now - started
-            self._send_delays.append(delay)
-            usual = min(self._send_delays)
+            delays = self._send_delays
+            usual = min(min(delays), self._schedule.margin) if delays else 0.0
+            delays.append(delay)
             if delay > usual:
                 self._schedule.record_sent(started, now - usual)
 
@@ -383,9 +481,12 @@ class LocalLimiter:
 
     async def _wait_for_slot_and_start(self) -> float:
         """As head of the line: sleep until the slot (re-planned if a throttle moved it)."""
-        slot = self._schedule.earliest_start(self._clock())
+        now = self._clock()
+        self._follow_policy(now)
+        slot = self._schedule.earliest_start(now)
         while True:
             now = self._clock()
+            self._follow_policy(now)
             slot = max(slot, self._schedule.not_before())
             if now >= slot:
                 break
@@ -403,13 +504,44 @@ class LocalLimiter:
             self._line.remove(turn)
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
-        """The service throttled us: pause all starts for ``retry_after`` s, halve the rate."""
-        self._schedule.throttle(self._clock(), retry_after)
+        """The service throttled us: react as the policy says (see the class docstring)."""
+        now = self._clock()
+        schedule = self._schedule
+        policy = self._policy
+        if policy is None:
+            cap = self._throttle_policy.retry_after_cap
+            capped = None if retry_after is None else min(retry_after, cap)
+            schedule.throttle(now, capped)
+            logger.debug(
+                "limiter (pause-halve): rate %.3g, paused until %+.3fs",
+                schedule.current_rate,
+                schedule.paused_until - now,
+            )
+        else:
+            own = schedule.starts_since(now - schedule.period)
+            decision = policy.on_throttle(now, own, schedule.limit, retry_after)
+            schedule.pause(decision.pause_until)
+            self._follow_policy(now)
+            logger.debug(
+                "limiter: 429 from %s (own %d in the last period); rate %.3g%s, margin "
+                "%.1f ms, pause %.3fs; throttles: %d jitter, %d foreign",
+                decision.cause,
+                own,
+                decision.rate,
+                " (lowered)" if decision.rate_lowered else "",
+                decision.margin * 1000,
+                max(0.0, decision.pause_until - now),
+                policy.jitter_throttles,
+                policy.foreign_throttles,
+            )
         await anyio.lowlevel.checkpoint()
 
     def on_success(self) -> None:
-        """A request went through: recover a lowered rate additively."""
-        self._schedule.success(self._clock())
+        """A request went through: evidence of our share (``pause-halve``: recover additively)."""
+        if self._policy is None:
+            self._schedule.success(self._clock())
+        else:
+            self._policy.on_success(self._clock())
 
     async def aclose(self) -> None:
         """Nothing to release; present for the protocol."""
@@ -418,7 +550,7 @@ class LocalLimiter:
     def __repr__(self) -> str:
         return (
             f"<LocalLimiter qps={self.qps:g} period={self.period:g} margin={self.margin:g} "
-            f"current_rate={self.current_rate:.3g} waiting={self.waiting}>"
+            f"current_rate={self.current_rate:.3g} policy={self.policy} waiting={self.waiting}>"
         )
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "should_retry",
 ]
 
+#: How many times one request is re-sent after HTTP 429 (apart from ``max_retries``).
+DEFAULT_MAX_THROTTLE_RETRIES: Final = 10
 #: The longest Retry-After honoured, in seconds: a larger value (or a date far ahead) is
 #: treated as this, so a misbehaving proxy cannot park a whole run for hours.
 MAX_RETRY_AFTER: Final = 60.0
@@ -52,7 +54,10 @@ class RetryPolicy:
 
     ``attempt`` is the 0-based index of the attempt that just failed (0 for the first
     try). A retry is allowed while ``attempt < max_retries``, so a request is tried at most
-    ``max_retries + 1`` times. The wait before it is full-jitter exponential backoff:
+    ``max_retries + 1`` times. An HTTP 429 (the service did not process the request) is
+    counted apart: it is re-sent up to ``max_throttle_retries`` times, without backoff
+    (see :meth:`throttle_delay`), while the rate limiter adapts. The wait before any
+    other retry is full-jitter exponential backoff:
     uniform in ``[0, min(backoff_max, backoff_base * 2 ** attempt)]`` (exactly the upper
     end when ``jitter`` is False). A Retry-After from the service is a floor on the
     wait, capped at ``retry_after_max``. So every delay lies in
@@ -60,6 +65,7 @@ class RetryPolicy:
     """
 
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_throttle_retries: int = DEFAULT_MAX_THROTTLE_RETRIES
     backoff_base: float = DEFAULT_BACKOFF_BASE
     backoff_max: float = DEFAULT_BACKOFF_MAX
     jitter: bool = True
@@ -67,12 +73,12 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise TypeError(f"max_retries must be an int, got {self.max_retries!r}")
-        if self.max_retries < 0:
-            raise ValueError(
-                f"max_retries must be >= 0 (0 disables retries), got {self.max_retries}"
-            )
+        for name in ("max_retries", "max_throttle_retries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 (0 disables those retries), got {value}")
         for name in ("backoff_base", "backoff_max", "retry_after_max"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -88,6 +94,16 @@ class RetryPolicy:
             raise ValueError(f"attempt is the 0-based index of the failed attempt, got {attempt}")
         exponent = min(attempt, _MAX_EXPONENT)
         return min(self.backoff_max, self.backoff_base * 2.0**exponent)
+
+    def throttle_delay(self, retry_after: float | None = None) -> float:
+        """Seconds to wait before re-sending a throttled (HTTP 429) request.
+
+        Only an explicit Retry-After (capped at ``retry_after_max``) delays it; otherwise
+        0, and the rate limiter puts the re-send in its next free slot (no backoff).
+        """
+        if retry_after is None or math.isnan(retry_after):
+            return 0.0
+        return min(max(retry_after, 0.0), self.retry_after_max)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retrying after the failed attempt ``attempt`` (0-based)."""

@@ -13,7 +13,7 @@ billed. Such failures are retried (at-least-once) and counted in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -136,7 +136,8 @@ class RequestSender:
 
     Every attempt takes one limiter permit, so retries count against the QPS budget too;
     every attempt is signed afresh (new timestamp and nonce). Retryable failures back off
-    with jitter (honouring ``Retry-After``); a 429 pauses and slows the shared limiter.
+    with jitter (honouring ``Retry-After``); a 429 is reported to the shared limiter and
+    re-sent in its next free slot (after a capped Retry-After, if any).
     Fatal errors and errors still failing after ``policy.max_retries`` are raised.
     See the module docstring for body caps and ambiguous failures.
     """
@@ -165,6 +166,10 @@ class RequestSender:
         self._max_response_bytes = max_response_bytes
         self._retry_ambiguous = retry_ambiguous
         self.listeners: list[Listener] = []
+        # A limiter may offer the next free slot to a throttled request (LocalLimiter does).
+        self._acquire_next: Callable[[], Awaitable[SentHook | None]] | None = getattr(
+            limiter, "acquire_next", None
+        )
 
     def _emit(self, which: str, event: RequestEvent) -> None:
         self._hooks.emit(which, event)
@@ -193,10 +198,16 @@ class RequestSender:
         shown = request.path.replace(self._signer.secret_id, "<secretId>")
         headers = self._headers_for(request.content_type)
         stats = self.stats
-        attempt = 0
+        attempt = failures = throttles = 0
+        throttled = False
         while True:
             waiting = time.monotonic()
-            mark_sent = await self._limiter.acquire()
+            if throttled and throttles == 1 and self._acquire_next is not None:
+                # First 429 of this request: re-send in the next free slot. Later ones
+                # queue as usual, so a window still full cannot burn the whole budget.
+                mark_sent = await self._acquire_next()
+            else:
+                mark_sent = await self._limiter.acquire()
             waited = time.monotonic() - waiting
             signed = self._signer.sign()
             body = request.body(signed)
@@ -295,8 +306,8 @@ class RequestSender:
                     ),
                 )
                 logger.warning(
-                    "throttled by Tupu (HTTP 429); pausing all requests for %.2fs",
-                    retry_after if retry_after is not None else 1.0,
+                    "throttled by Tupu (HTTP 429, Retry-After %s); the limiter adapts",
+                    "none" if retry_after is None else f"{retry_after:g}s",
                 )
                 await self._limiter.on_throttle(retry_after)
             ambiguous = should_retry(error) and progress.ambiguous(error)
@@ -309,7 +320,14 @@ class RequestSender:
                     f"yourself if a duplicate recognition is acceptable",
                     cause=error,
                 ) from error
-            if not should_retry(error) or attempt >= self._policy.max_retries:
+            throttled = isinstance(error, RateLimitError)
+            if throttled:
+                throttles += 1
+                exhausted = throttles > self._policy.max_throttle_retries
+            else:
+                failures += 1
+                exhausted = failures > self._policy.max_retries
+            if not should_retry(error) or exhausted:
                 stats.failures += 1
                 if should_retry(error):
                     logger.warning(
@@ -320,7 +338,10 @@ class RequestSender:
                         error,
                     )
                 raise error
-            delay = self._policy.delay(attempt, retry_after)
+            if throttled:
+                delay = self._policy.throttle_delay(retry_after)
+            else:
+                delay = self._policy.delay(failures - 1, retry_after)
             stats.retries += 1
             if ambiguous:
                 stats.ambiguous_retries += 1
@@ -329,11 +350,12 @@ class RequestSender:
                 RequestEvent(shown, request.image_count, attempt, status, elapsed, error, delay),
             )
             logger.info(
-                "retrying %s in %.2fs (attempt %d of %d): %s",
+                "retrying %s in %.2fs (%s %d of %d): %s",
                 shown,
                 delay,
-                attempt + 1,
-                self._policy.max_retries,
+                "429 re-send" if throttled else "attempt",
+                throttles if throttled else failures,
+                self._policy.max_throttle_retries if throttled else self._policy.max_retries,
                 error,
             )
             await anyio.sleep(delay)

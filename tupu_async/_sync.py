@@ -159,6 +159,7 @@ class TupuClient:
         response_max_age: float | None = DEFAULT_RESPONSE_MAX_AGE,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry_ambiguous: bool = True,
+        warm_connections: int | None = None,
         backend: str = "asyncio",
     ) -> None:
         _refuse_inside_event_loop("__init__")
@@ -186,6 +187,7 @@ class TupuClient:
             response_max_age=response_max_age,
             max_response_bytes=max_response_bytes,
             retry_ambiguous=retry_ambiguous,
+            warm_connections=warm_connections,
         )
         self._lock = threading.Lock()
         self._closed = False

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from clients import FAST_RETRIES, http_client_for, png
 
-from tupu_async import ImageResult, TransportError
+from tupu_async import ImageResult, LocalLimiter, TransportError
 from tupu_async._constants import TASK_PORN
 from tupu_async.testing import FakeTupuServer
 
@@ -68,7 +68,13 @@ async def test_window_guarantee_counted_by_the_server_at_arrival() -> None:
     """
     server = FakeTupuServer(qps_limit=50, latency=0.02, latency_jitter=0.01)
     results: list[ImageResult] = []
-    async with server.serve() as base_url, http_client_for(server, base_url) as client:
+    limiter = LocalLimiter(50, margin=0.05)
+    async with (
+        server.serve() as base_url,
+        http_client_for(server, base_url, limiter=limiter) as client,
+    ):
+        assert client.limiter is limiter
+        assert limiter.margin == 0.05
         with anyio.fail_after(30):
             results = await client.recognize_many(
                 [f"http://img.test/n{i}.jpg" for i in range(1500)]

@@ -78,6 +78,8 @@ MAX_RECOGNITION_BODY_BYTES: Final = 64 * 1024 * 1024
 MAX_MANAGEMENT_BODY_BYTES: Final = 16 * 1024 * 1024
 RECORDED_REQUESTS: Final = 1000
 CONTROL_PREFIX: Final = "/_fake/"
+# Client addresses remembered for the connection set-up knob (forgotten all at once).
+_MAX_REMEMBERED_CONNECTIONS: Final = 65536
 
 _JSON: Final = b"application/json"
 _MANAGEMENT_PATHS: Final = frozenset(
@@ -112,9 +114,12 @@ class AppSettings:
     """The knobs of a running fake server (the server object exposes them)."""
 
     __slots__ = (
+        "arrival_jitter",
+        "connection_setup",
         "json_style",
         "latency",
         "latency_jitter",
+        "qps_retry_after",
         "sign_management_responses",
         "summary",
         "tasks",
@@ -129,6 +134,9 @@ class AppSettings:
         tasks: Sequence[str],
         sign_management_responses: bool,
         json_style: JsonStyle = "go",
+        arrival_jitter: float = 0.0,
+        connection_setup: float = 0.0,
+        qps_retry_after: float | None = 1.0,
     ) -> None:
         self.json_style = StyleCycle(json_style)
         self.latency = latency
@@ -136,6 +144,12 @@ class AppSettings:
         self.summary = summary
         self.tasks = tuple(tasks)
         self.sign_management_responses = sign_management_responses
+        #: Each request reaches the QPS gate uniform(0, arrival_jitter) s after it arrived.
+        self.arrival_jitter = arrival_jitter
+        #: The first request on a new connection reaches the gate this much later.
+        self.connection_setup = connection_setup
+        #: The Retry-After of the gate's 429s (None: no header).
+        self.qps_retry_after = qps_retry_after
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
@@ -209,6 +223,8 @@ class FakeTupuApp:
             maxlen=RECORDED_REQUESTS
         )
         self._jitter_rng = random.Random(seed)
+        self._arrival_rng = random.Random(seed + 1)
+        self._connections: set[object] = set()
 
     # -- ASGI entry points ------------------------------------------------------------
 
@@ -223,6 +239,10 @@ class FakeTupuApp:
         if kind != "http":
             return
         path: str = scope["path"]
+        if scope.get("method") == "HEAD":  # a client warming its connection pool
+            self._new_connection(scope)  # set up now, so no API request pays for it
+            await self._send(send, _Reply(204, b""), count=False)
+            return
         if path.startswith(CONTROL_PREFIX):
             reply = await self._control(scope, receive, path)
             await self._send(send, reply, count=False)
@@ -325,18 +345,62 @@ class FakeTupuApp:
         if gone:
             raise _ClientGone
 
+    async def _reach_gate(
+        self, scope: Scope, receive: Receive, now: float, index: int, in_process: bool
+    ) -> float:
+        """When the request reaches the QPS gate: ``now``, or later under the network knobs.
+
+        Delayed requests reach it in the order of their delays expiring, and are counted
+        at the time they do.
+        """
+        settings = self.settings
+        if not settings.arrival_jitter and not settings.connection_setup:
+            return now
+        delay = 0.0
+        if settings.connection_setup and self._new_connection(scope):
+            delay += settings.connection_setup
+        if settings.arrival_jitter:
+            delay += self._arrival_rng.uniform(0.0, settings.arrival_jitter)
+        await self._sleep(delay, receive, in_process)
+        gate = time.monotonic()
+        self.stats.set_gate_time(index, gate)
+        return gate
+
+    def _admit(self, secret_id: str, gate: float) -> bool:
+        """The QPS gate's verdict; the foreign client's requests it let by are counted."""
+        qps = self.qps
+        accepted, throttled = qps.foreign_accepted, qps.foreign_throttled
+        ok = qps.try_acquire(secret_id, gate)
+        self.stats.foreign_accepted += qps.foreign_accepted - accepted
+        self.stats.foreign_throttled += qps.foreign_throttled - throttled
+        return ok
+
+    def _new_connection(self, scope: Scope) -> bool:
+        """True for the first request seen from this client address (host, port)."""
+        client = scope.get("client")
+        if client is None:
+            return False
+        peer = tuple(client)
+        if peer in self._connections:
+            return False
+        if len(self._connections) >= _MAX_REMEMBERED_CONNECTIONS:
+            self._connections.clear()
+        self._connections.add(peer)
+        return True
+
     def _too_large(self, limit: int) -> _Reply:
         return _error(413, 14, f"request entity too large: the limit is {limit} bytes")
 
     def _throttled(self, index: int, secret_id: str) -> _Reply:
         self.stats.record_throttled(index)
         limit = self.qps.limit
+        retry_after = self.settings.qps_retry_after
         return _error(
             429,
             429,
             f"too many requests: secretId {secret_id!r} is limited to {limit:g} requests per "
             f"second",
-            headers=((b"retry-after", b"1"),),
+            headers=() if retry_after is None else ((b"retry-after", f"{retry_after:g}".encode()),),
         )
 
     def _signed(self, inner: bytes | dict[str, Any]) -> bytes:
@@ -372,7 +436,8 @@ class FakeTupuApp:
             return
         limit = MAX_BASE64_BODY_BYTES if base64_route else MAX_RECOGNITION_BODY_BYTES
         body = await self._read_body(scope, receive, limit)
-        if not self.qps.try_acquire(secret_id, now):
+        gate = await self._reach_gate(scope, receive, now, index, in_process)
+        if not self._admit(secret_id, gate):
             await self._send(send, self._throttled(index, secret_id))
             return
         if body is None:
@@ -544,7 +609,8 @@ class FakeTupuApp:
             return
         secret_id = request.secret_id
         self.stats.set_secret_id(index, secret_id)
-        if not self.qps.try_acquire(secret_id, now):
+        gate = await self._reach_gate(scope, receive, now, index, in_process)
+        if not self._admit(secret_id, gate):
             await self._send(send, self._throttled(index, secret_id))
             return
         await self._sleep(self._delay(), receive, in_process)
@@ -621,5 +687,6 @@ class FakeTupuApp:
         self.stats.clear()
         self.recorded.clear()
         self.qps.reset()
+        self._connections.clear()
         self.fault_plan.reset()
         self.authenticator.clear_replay_cache()

@@ -111,6 +111,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--library", action="append", default=[], help="create an image library (repeatable)"
     )
     serve.add_argument("--sign-management-responses", action="store_true")
+    serve.add_argument(
+        "--arrival-jitter",
+        type=float,
+        default=0.0,
+        help="each request reaches the QPS gate uniform(0, this) seconds after it arrived",
+    )
+    serve.add_argument(
+        "--connection-setup",
+        type=float,
+        default=0.0,
+        help="seconds more before the first request of a new connection reaches the QPS gate",
+    )
+    serve.add_argument(
+        "--foreign-qps",
+        type=float,
+        default=0.0,
+        help="another client's evenly paced requests per second on every secret id",
+    )
+    serve.add_argument(
+        "--qps-retry-after",
+        type=_optional_float,
+        default=1.0,
+        help="the Retry-After of the QPS limit's 429s ('none' or 0: no header)",
+    )
     return parser
 
 
@@ -139,6 +163,10 @@ def _server_from_args(args: argparse.Namespace) -> tuple[FakeTupuServer, dict[st
         faults=faults,
         sign_management_responses=args.sign_management_responses,
         replay_protection=not args.no_replay_protection,
+        arrival_jitter=args.arrival_jitter,
+        connection_setup=args.connection_setup,
+        foreign_qps=args.foreign_qps,
+        qps_retry_after=args.qps_retry_after,
     )
     client_key_written = False
     for index, secret_id in enumerate(args.secret_id):
@@ -292,6 +320,10 @@ class FakeServerProcess:
         python: str = sys.executable,
         startup_timeout: float = 30.0,
         cpus: set[int] | None = None,
+        arrival_jitter: float = 0.0,
+        connection_setup: float = 0.0,
+        foreign_qps: float = 0.0,
+        qps_retry_after: float | None = 1.0,
     ) -> None:
         self.secret_id = secret_id
         self._cpus = set(cpus) if cpus else None
@@ -318,6 +350,10 @@ class FakeServerProcess:
             "sign_management_responses": sign_management_responses,
             "replay_protection": replay_protection,
             "signing_key": signing_key,
+            "arrival_jitter": arrival_jitter,
+            "connection_setup": connection_setup,
+            "foreign_qps": foreign_qps,
+            "qps_retry_after": qps_retry_after,
         }
         self._python = python
         self._startup_timeout = startup_timeout
@@ -343,6 +379,11 @@ class FakeServerProcess:
         command += ["--jitter", repr(float(options["latency_jitter"]))]
         command += ["--seed", str(options["seed"]), "--tasks", ",".join(options["tasks"])]
         command += ["--max-clock-skew", repr(float(options["max_clock_skew"]))]
+        command += ["--arrival-jitter", repr(float(options["arrival_jitter"]))]
+        command += ["--connection-setup", repr(float(options["connection_setup"]))]
+        command += ["--foreign-qps", repr(float(options["foreign_qps"]))]
+        retry_after = options["qps_retry_after"]
+        command += ["--qps-retry-after", "none" if retry_after is None else repr(retry_after)]
         if not options["summary"]:
             command.append("--no-summary")
         if not options["replay_protection"]:

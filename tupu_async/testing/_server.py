@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Final
 
@@ -62,6 +63,26 @@ def default_download_fails(url: str) -> bool:
     return not url.startswith(("http://", "https://")) or DOWNLOAD_FAIL_WORD in url
 
 
+def _check_network_knobs(
+    arrival_jitter: float = 0.0,
+    connection_setup: float = 0.0,
+    foreign_qps: float = 0.0,
+    qps_retry_after: float | None = None,
+) -> None:
+    for name, value in (
+        ("arrival_jitter", arrival_jitter),
+        ("connection_setup", connection_setup),
+        ("foreign_qps", foreign_qps),
+    ):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if qps_retry_after is not None and (not math.isfinite(qps_retry_after) or qps_retry_after < 0):
+        raise ValueError(
+            f"qps_retry_after must be a finite number of seconds >= 0 or None, "
+            f"got {qps_retry_after!r}"
+        )
+
+
 def generate_private_key(key_size: int = 1024) -> RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
 
@@ -100,6 +121,9 @@ class FakeTupuServer:
       response text is escaped per ``json_style`` (see :data:`JSON_STYLES`), so a client
       must verify the text exactly as received; multipart ZIP uploads stand for their
       member images.
+    - network knobs delay when a request reaches the QPS gate (``arrival_jitter``,
+      ``connection_setup`` for a new connection's first request) or share its window
+      with another client (``foreign_qps``); ``stats.gate_times`` records when each did;
 
     Not thread-safe for concurrent mutation; serve it from one event loop at a time.
     """
@@ -119,9 +143,14 @@ class FakeTupuServer:
         sign_management_responses: bool = False,
         replay_protection: bool = True,
         json_style: JsonStyle = "go",
+        arrival_jitter: float = 0.0,
+        connection_setup: float = 0.0,
+        foreign_qps: float = 0.0,
+        qps_retry_after: float | None = 1.0,
     ) -> None:
         if latency < 0 or latency_jitter < 0:
             raise ValueError("latency and latency_jitter must be >= 0 seconds")
+        _check_network_knobs(arrival_jitter, connection_setup, foreign_qps, qps_retry_after)
         if isinstance(tasks, str):
             raise TypeError("tasks must be a sequence of task ids, not one string")
         self._download_predicates: list[Callable[[str], bool]] = [default_download_fails]
@@ -134,6 +163,9 @@ class FakeTupuServer:
                 tasks=tasks,
                 sign_management_responses=sign_management_responses,
                 json_style=json_style,
+                arrival_jitter=arrival_jitter,
+                connection_setup=connection_setup,
+                qps_retry_after=qps_retry_after,
             ),
             signing_key=key,
             authenticator=Authenticator(
@@ -142,7 +174,7 @@ class FakeTupuServer:
             recognizer=Recognizer(seed=seed, download_fails=self._download_fails),
             libraries=LibraryStore(),
             fault_plan=FaultPlan(faults),
-            qps=SlidingWindowLimit(qps_limit),
+            qps=SlidingWindowLimit(qps_limit, foreign_qps=foreign_qps),
             download_fails=self._download_fails,
             seed=seed,
         )
@@ -226,6 +258,46 @@ class FakeTupuServer:
         if value is not None and value <= 0:
             raise ValueError("qps_limit must be > 0 or None (no limit)")
         self._app.qps.limit = value
+
+    @property
+    def arrival_jitter(self) -> float:
+        """Each request reaches the QPS gate uniform(0, this) s after it arrived."""
+        return self._app.settings.arrival_jitter
+
+    @arrival_jitter.setter
+    def arrival_jitter(self, value: float) -> None:
+        _check_network_knobs(arrival_jitter=value)
+        self._app.settings.arrival_jitter = value
+
+    @property
+    def connection_setup(self) -> float:
+        """The first request on a new connection reaches the QPS gate this much later."""
+        return self._app.settings.connection_setup
+
+    @connection_setup.setter
+    def connection_setup(self, value: float) -> None:
+        _check_network_knobs(connection_setup=value)
+        self._app.settings.connection_setup = value
+
+    @property
+    def foreign_qps(self) -> float:
+        """Another client's evenly paced requests per second on every secret id."""
+        return self._app.qps.foreign_qps
+
+    @foreign_qps.setter
+    def foreign_qps(self, value: float) -> None:
+        _check_network_knobs(foreign_qps=value)
+        self._app.qps.foreign_qps = value
+
+    @property
+    def qps_retry_after(self) -> float | None:
+        """The Retry-After (seconds) of the QPS gate's 429s; None sends no header."""
+        return self._app.settings.qps_retry_after
+
+    @qps_retry_after.setter
+    def qps_retry_after(self, value: float | None) -> None:
+        _check_network_knobs(qps_retry_after=value)
+        self._app.settings.qps_retry_after = value
 
     @property
     def summary(self) -> bool:

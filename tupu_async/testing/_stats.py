@@ -81,6 +81,11 @@ class FakeServerStats:
         self.arrivals: list[float] = []
         self.arrival_secret_ids: list[str | None] = []
         self.arrival_accepted: list[bool] = []
+        self.gate_times: list[float] = []
+        """When each request reached the QPS gate (its arrival unless a network knob
+        delayed it), aligned with ``arrivals``."""
+        self.foreign_accepted = 0
+        self.foreign_throttled = 0
 
     def clear(self) -> None:
         """Start afresh; requests already in flight only count in the new numbers."""
@@ -96,6 +101,9 @@ class FakeServerStats:
         self.arrivals.clear()
         self.arrival_secret_ids.clear()
         self.arrival_accepted.clear()
+        self.gate_times.clear()
+        self.foreign_accepted = 0
+        self.foreign_throttled = 0
 
     # -- recording (called by the app) -----------------------------------------------
 
@@ -111,10 +119,12 @@ class FakeServerStats:
             del self.arrivals[:drop]
             del self.arrival_secret_ids[:drop]
             del self.arrival_accepted[:drop]
+            del self.gate_times[:drop]
             self._offset += drop
         self.arrivals.append(now)
         self.arrival_secret_ids.append(None)
         self.arrival_accepted.append(True)
+        self.gate_times.append(now)
         return self._offset + len(self.arrivals) - 1
 
     def record_images(self, count: int) -> None:
@@ -123,6 +133,11 @@ class FakeServerStats:
         if len(self.images_per_request) >= self.max_records:
             del self.images_per_request[: self.max_records // 2]
         self.images_per_request.append(count)
+
+    def set_gate_time(self, sequence: int, gate: float) -> None:
+        position = sequence - self._offset
+        if position >= 0:
+            self.gate_times[position] = gate
 
     def set_secret_id(self, sequence: int, secret_id: str) -> None:
         position = sequence - self._offset
@@ -210,6 +225,9 @@ class FakeServerStats:
             "arrivals": list(self.arrivals),
             "arrival_secret_ids": list(self.arrival_secret_ids),
             "arrival_accepted": list(self.arrival_accepted),
+            "gate_times": list(self.gate_times),
+            "foreign_accepted": self.foreign_accepted,
+            "foreign_throttled": self.foreign_throttled,
             "max_in_1s": self.max_in_window(1.0) if self.arrivals else 0,
             "max_accepted_in_1s": self.max_accepted_in_window(1.0) if self.arrivals else 0,
         }
@@ -233,6 +251,9 @@ class FakeServerStats:
         secret_ids: Sequence[str | None] = data["arrival_secret_ids"]
         stats.arrival_secret_ids = list(secret_ids)
         stats.arrival_accepted = [bool(ok) for ok in data["arrival_accepted"]]
+        stats.gate_times = [float(t) for t in data.get("gate_times", stats.arrivals)]
+        stats.foreign_accepted = int(data.get("foreign_accepted", 0))
+        stats.foreign_throttled = int(data.get("foreign_throttled", 0))
         return stats
 
     def __repr__(self) -> str:

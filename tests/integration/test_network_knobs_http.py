@@ -1,0 +1,211 @@
+"""The fake server's network knobs over real loopback HTTP: arrival jitter, connection
+set-up delay, foreign load; and the client warming its pool ahead of need."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import httpx
+import pytest
+from clients import http_client_for
+
+from tupu_async._signing import Signer
+from tupu_async._warmup import default_warm_connections, warm_pool
+from tupu_async.testing import FakeTupuServer, spawn_fake_server
+from tupu_async.testing._qps import SlidingWindowLimit
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "test-secret"
+
+
+def make_server(**knobs: object) -> tuple[FakeTupuServer, Signer]:
+    server = FakeTupuServer(**knobs)  # type: ignore[arg-type]
+    secret_id, key = server.add_credentials(SECRET)
+    return server, Signer(secret_id, key)
+
+
+async def post(http: httpx.AsyncClient, signer: Signer) -> httpx.Response:
+    fields = signer.sign()
+    body = {
+        "image": ["http://img.test/a.jpg"],
+        "timestamp": fields.timestamp,
+        "nonce": fields.nonce,
+        "signature": fields.signature,
+    }
+    return await http.post(f"/v3/recognition/{SECRET}", json=body)
+
+
+def gate_delays(server: FakeTupuServer) -> list[float]:
+    stats = server.stats
+    return [g - a for a, g in zip(stats.arrivals, stats.gate_times, strict=True)]
+
+
+async def test_arrival_jitter_delays_the_gate_and_the_gate_counts_in_that_order() -> None:
+    server, signer = make_server(qps_limit=1, arrival_jitter=0.2, seed=3)
+    async with (
+        server.serve() as base_url,
+        httpx.AsyncClient(base_url=base_url) as http,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(6):
+            tg.start_soon(post, http, signer)
+    delays = gate_delays(server)
+    assert len(delays) == 6
+    assert all(0.0 <= d <= 0.2 + 0.15 for d in delays)  # slack: a loaded machine
+    assert len({round(d, 3) for d in delays}) > 1  # really random, not a constant shift
+    stats = server.stats
+    # One slot in the window: the first to REACH the gate got it, not the first to arrive.
+    (accepted,) = [g for g, ok in zip(stats.gate_times, stats.arrival_accepted, strict=True) if ok]
+    assert accepted == min(stats.gate_times)
+    assert server.stats.http_429 == 5
+
+
+async def test_connection_setup_delays_only_the_first_request_of_a_connection() -> None:
+    server, signer = make_server(qps_limit=None, connection_setup=0.15)
+    async with server.serve() as base_url:
+        for _ in range(2):  # two clients: two new connections
+            async with httpx.AsyncClient(base_url=base_url) as http:
+                for _ in range(3):
+                    assert (await post(http, signer)).status_code == 200
+    delays = gate_delays(server)
+    assert [d >= 0.15 for d in delays] == [True, False, False, True, False, False]
+    assert all(d < 0.05 for i, d in enumerate(delays) if i % 3)
+
+
+async def test_a_warmed_pool_takes_connection_setup_off_the_first_request() -> None:
+    server, signer = make_server(qps_limit=None, connection_setup=0.15)
+    async with server.serve() as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        await warm_pool(http, base_url, 2)
+        assert server.stats.total_requests == 0  # HEAD is not an API request
+        assert (await post(http, signer)).status_code == 200
+    (delay,) = gate_delays(server)
+    assert delay < 0.05
+
+
+async def test_foreign_load_takes_its_share_of_the_window() -> None:
+    server, signer = make_server(qps_limit=10, foreign_qps=6)
+    async with server.serve() as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        assert (await post(http, signer)).status_code == 200  # the foreign client starts now
+        await anyio.sleep(0.55)  # the foreign client spends its share meanwhile
+        statuses: list[int] = []
+
+        async def ours() -> None:
+            statuses.append((await post(http, signer)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(ours)
+    stats = server.stats
+    assert stats.foreign_accepted >= 4  # at 0, 1/6, 2/6, 3/6 s at least
+    # Ours plus the foreign client's never exceed the limit: 10 - 1 - foreign left for us.
+    assert statuses.count(200) <= 10 - 1 - 4
+    assert statuses.count(429) >= 3
+    assert stats.foreign_throttled == 0
+
+
+def test_foreign_load_on_a_virtual_clock() -> None:
+    gate = SlidingWindowLimit(50, foreign_qps=15)
+    ours = [gate.try_acquire("k", i / 50) for i in range(500)]  # 50/s for 10 s
+    assert gate.foreign_accepted + gate.foreign_throttled == pytest.approx(150, abs=1)
+    # The window is shared: both clients together never get more than 50 a second.
+    assert sum(ours) + gate.foreign_accepted <= 500
+    assert gate.foreign_accepted >= 50
+    assert sum(ours[100:]) <= 0.9 * 400
+    gate.foreign_qps = 0
+    assert gate.try_acquire("k", 20.0)
+    gate.foreign_qps = 15  # switched on again: starts afresh, no burst of catch-up
+    before = gate.foreign_accepted
+    gate.try_acquire("k", 100.0)
+    assert gate.foreign_accepted - before == 1
+
+
+def test_network_knobs_refuse_bad_values() -> None:
+    for name, bad in (
+        ("arrival_jitter", -0.1),
+        ("connection_setup", float("nan")),
+        ("foreign_qps", float("inf")),
+        ("qps_retry_after", -1.0),
+    ):
+        with pytest.raises(ValueError, match=name):
+            FakeTupuServer(**{name: bad})  # type: ignore[arg-type]
+        server = FakeTupuServer()
+        with pytest.raises(ValueError, match=name):
+            setattr(server, name, bad)
+
+
+async def test_the_gate_429_carries_the_configured_retry_after() -> None:
+    server, signer = make_server(qps_limit=1, qps_retry_after=None)
+    assert server.qps_retry_after is None
+    async with server.serve() as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        await post(http, signer)
+        assert "retry-after" not in (await post(http, signer)).headers
+        server.qps_retry_after = 0.25
+        assert (await post(http, signer)).headers["retry-after"] == "0.25"
+
+
+def test_default_warm_connections_cover_the_first_fifth_of_a_second() -> None:
+    assert default_warm_connections(50.0, 128) == 10
+    assert default_warm_connections(50.0, 8) == 8
+    assert default_warm_connections(float("inf"), 16) == 10
+    assert default_warm_connections(0.5, 16) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_process_runner_passes_the_knobs_on() -> None:
+    def start() -> object:
+        return spawn_fake_server(
+            qps_limit=10, foreign_qps=6, arrival_jitter=0.05, connection_setup=0.1
+        )
+
+    process = await anyio.to_thread.run_sync(start)
+    try:
+        signer = Signer(process.secret_id, process.private_key_pem)  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(base_url=process.base_url) as http:  # type: ignore[attr-defined]
+            await post(http, signer)
+            await post(http, signer)
+        stats = await process.astats()  # type: ignore[attr-defined]
+    finally:
+        await anyio.to_thread.run_sync(process.stop)  # type: ignore[attr-defined]
+    delays = [g - a for a, g in zip(stats.arrivals, stats.gate_times, strict=True)]
+    assert delays[0] >= 0.1  # new connection
+    assert 0.0 < delays[1] <= 0.05 + 0.1  # jitter only
+    assert stats.foreign_accepted >= 1
+
+
+async def test_the_client_warms_its_own_pool_on_entry_and_only_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, _ = make_server(qps_limit=None, connection_setup=0.001)
+    app = server.app
+    seen = app._new_connection
+    three_connections = threading.Event()  # set by the server, in its thread under trio
+
+    def counting(scope: object) -> bool:
+        new = seen(scope)  # type: ignore[arg-type]
+        if len(app._connections) >= 3:
+            three_connections.set()
+        return new
+
+    monkeypatch.setattr(app, "_new_connection", counting)
+    async with server.serve() as base_url:
+        async with http_client_for(server, base_url, warm_connections=3) as client:
+            # The warm-up runs in the background.
+            assert await anyio.to_thread.run_sync(three_connections.wait, 10.0)
+            await client.recognize(["http://img.test/a.jpg"])
+        assert server.stats.total_requests == 1  # the HEADs are not API requests
+        app._connections.clear()
+        async with (
+            httpx.AsyncClient(base_url=base_url) as mine,
+            http_client_for(server, base_url, http_client=mine, warm_connections=3) as client,
+        ):
+            await client.recognize(["http://img.test/b.jpg"])
+        assert len(app._connections) == 1  # a caller's pool is left alone
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_warm_connections_must_be_a_count(bad: object) -> None:
+    server = FakeTupuServer()
+    with pytest.raises(ValueError, match="warm_connections"):
+        http_client_for(server, "http://fake", warm_connections=bad)
