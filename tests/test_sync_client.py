@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import io
 import pathlib
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from tupu_async import (
     AuthenticationError,
     BlockingCallError,
     ClientClosedError,
+    Hooks,
     Image,
     InvalidImageError,
     TupuClient,
@@ -241,6 +243,71 @@ def test_close_cancels_calls_blocked_in_other_threads(server: FakeTupuServer, ba
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], ClientClosedError)
+
+
+def test_an_interrupted_caller_cancels_its_call_instead_of_leaving_it_running(
+    server: FakeTupuServer, backend: str
+) -> None:
+    """Ctrl-C in a script must stop the requests it started (they are billed), not orphan them."""
+    server.latency = 60.0
+    cancelled = threading.Event()
+    hooks = Hooks(on_cancel=lambda event: cancelled.set())
+    tupu = sync_client(server, backend, hooks=hooks, max_in_flight=1)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def interrupt_once_in_flight() -> None:
+        while not server.stats.arrivals:
+            threading.Event().wait(0.005)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        threading.Thread(target=interrupt_once_in_flight, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            tupu.recognize_many([png(i) for i in range(100)])
+        assert cancelled.wait(timeout=30)  # the request in flight was cancelled
+        server.latency = 0.0
+        assert tupu.recognize_one(png(1000)).ok
+        assert len(server.stats.arrivals) == 2  # nothing more of the interrupted run
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        tupu.close()
+
+
+def test_close_does_not_wait_for_a_blocked_generator(server: FakeTupuServer, backend: str) -> None:
+    tupu = sync_client(server, backend)
+    pulled = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def source() -> Iterator[bytes]:
+        yield png(1)
+        pulled.set()
+        release.wait()  # a queue that never gets another item
+
+    def call() -> None:
+        try:
+            tupu.recognize_many(source())
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        assert pulled.wait(timeout=30)
+        closer = threading.Thread(target=tupu.close)
+        closer.start()
+        closer.join(timeout=30)
+        caller.join(timeout=30)
+
+        assert not closer.is_alive()
+        assert not caller.is_alive()
+        assert len(errors) == 1
+        assert isinstance(errors[0], ClientClosedError)
+    finally:
+        release.set()
 
 
 def test_construction_errors_leave_no_thread_behind(server: FakeTupuServer) -> None:

@@ -96,7 +96,8 @@ async def _pull(items: Iterable[ImageInput]) -> AsyncIterator[ImageInput]:
     iterator = iter(items)
     done = object()
     while True:
-        item: object = await anyio.to_thread.run_sync(next, iterator, done)
+        # Abandoned on cancellation: a generator blocked on a queue must not hang close().
+        item: object = await anyio.to_thread.run_sync(next, iterator, done, abandon_on_cancel=True)
         if item is done:
             return
         yield cast("ImageInput", item)
@@ -107,6 +108,16 @@ def _source(images: Iterable[ImageInput]) -> Iterable[ImageInput] | AsyncIterato
     if isinstance(images, (list, tuple)):
         return images
     return _pull(images)
+
+
+def _wait(future: Future[T]) -> T:
+    """``future``'s result; if the waiting thread is interrupted (Ctrl-C, a signal
+    handler's exception), the call is cancelled on the loop instead of running on."""
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
 
 
 _Pump = tuple[anyio.CancelScope, MemoryObjectReceiveStream[ImageResult]]
@@ -238,7 +249,7 @@ class TupuClient:
                 f"TupuClient.{what} on a closed client: create a new TupuClient"
             )
         try:
-            return self._portal.call(fn)
+            return _wait(self._portal.start_task_soon(fn))
         except FutureCancelled:
             raise ClientClosedError(
                 f"TupuClient.{what} was cancelled because the client was closed"
