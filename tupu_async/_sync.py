@@ -240,6 +240,7 @@ class TupuClient:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._closed
 
     def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -277,10 +278,12 @@ class TupuClient:
 
     @property
     def secret_id(self) -> str:
+        """The secret id requests are signed for."""
         return self._client.secret_id
 
     @property
     def base_url(self) -> str:
+        """The API host requests go to."""
         return self._client.base_url
 
     @property
@@ -290,10 +293,12 @@ class TupuClient:
 
     @property
     def hooks(self) -> Hooks:
+        """The event hooks (see ``AsyncTupuClient``)."""
         return self._client.hooks
 
     @property
     def limiter(self) -> RateLimiter:
+        """The rate limiter every thread's requests share."""
         return self._client.limiter
 
     @property
