@@ -8,6 +8,8 @@ import inspect
 import io
 import pathlib
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -308,6 +310,48 @@ def test_close_does_not_wait_for_a_blocked_generator(server: FakeTupuServer, bac
         assert isinstance(errors[0], ClientClosedError)
     finally:
         release.set()
+
+
+FORGETFUL_SCRIPT = """
+import httpx
+from tupu_async import TupuClient
+from tupu_async.testing import FakeTupuServer
+
+server = FakeTupuServer()
+sid, key = server.add_credentials("forgetful")
+client = TupuClient(
+    sid,
+    key,
+    base_url="http://fake.tupu.test",
+    tupu_public_key=server.public_key_pem,
+    http_client=httpx.AsyncClient(transport=server.transport()),
+    backend="BACKEND",
+)
+assert client.recognize_one("https://example.com/a.jpg").ok
+print("done, never closed")
+"""
+
+
+def test_a_client_never_closed_does_not_hang_interpreter_exit(backend: str) -> None:
+    """A module-level client in a script or WSGI app: exit used to wait on it forever."""
+    script = FORGETFUL_SCRIPT.replace("BACKEND", backend)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done, never closed"
+
+
+def test_a_client_dropped_without_close_stops_its_loop_thread(
+    server: FakeTupuServer, backend: str
+) -> None:
+    tupu = sync_client(server, backend)
+    assert tupu.recognize_one(png(1)).ok
+    loop = next(t for t in threading.enumerate() if t.ident == tupu._loop_thread)
+    del tupu
+    gc.collect()
+    loop.join(timeout=30)
+    assert not loop.is_alive()
 
 
 def test_construction_errors_leave_no_thread_behind(server: FakeTupuServer) -> None:

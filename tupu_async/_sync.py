@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
@@ -128,6 +129,26 @@ def _stop_pump(scope: anyio.CancelScope, receive: MemoryObjectReceiveStream[Imag
     receive.close()
 
 
+def _shut_down(
+    client_cm: AbstractContextManager[object],
+    portal: BlockingPortal,
+    portal_cm: AbstractContextManager[BlockingPortal],
+    loop_thread: int,
+) -> None:
+    """Exit the async client, cancel calls still waiting, stop the loop thread."""
+    if threading.get_ident() == loop_thread:  # collected on the loop itself: cannot block
+        args = (client_cm, portal, portal_cm, loop_thread)
+        threading.Thread(target=_shut_down, args=args, daemon=True).start()
+        return
+    try:
+        client_cm.__exit__(None, None, None)
+    finally:
+        try:  # calls still waiting in other threads are cancelled, not awaited
+            portal.call(portal.stop, True)
+        finally:
+            portal_cm.__exit__(None, None, None)
+
+
 class TupuClient:
     """The synchronous client: the constructor and results of ``AsyncTupuClient``.
 
@@ -206,6 +227,11 @@ class TupuClient:
             raise
         self._portal = portal
         self._libraries: SyncLibraries | None = None
+        # Closes a client nobody closed when it is collected or at interpreter exit, while
+        # the loop thread still runs (later, exiting would wait on the frozen thread).
+        self._finalizer = weakref.finalize(
+            self, _shut_down, self._client_cm, portal, self._portal_cm, self._loop_thread
+        )
 
     # ----------------------------------------------------------------- lifetimes
 
@@ -230,22 +256,16 @@ class TupuClient:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self._client_cm.__exit__(None, None, None)
-        finally:
-            try:  # calls still waiting in other threads are cancelled, not awaited
-                self._portal.call(self._portal.stop, True)
-            finally:
-                self._portal_cm.__exit__(None, None, None)
+        self._finalizer()
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
+        """Whether the client was closed (by :meth:`close`, or at interpreter exit)."""
+        return self._closed or not self._finalizer.alive
 
     def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         _refuse_inside_event_loop(what)
-        if self._closed:
+        if self.closed:
             raise ClientClosedError(
                 f"TupuClient.{what} on a closed client: create a new TupuClient"
             )
@@ -256,7 +276,7 @@ class TupuClient:
                 f"TupuClient.{what} was cancelled because the client was closed"
             ) from None
         except RuntimeError as exc:
-            if self._closed:  # the portal stopped under this call
+            if self.closed:  # the portal stopped under this call
                 raise ClientClosedError(
                     f"TupuClient.{what} on a closed client: create a new TupuClient"
                 ) from exc
@@ -267,7 +287,7 @@ class TupuClient:
     ) -> tuple[Future[object], _Pump]:
         """Start ``fn`` as a task on the loop; its ``task_status.started`` value too."""
         _refuse_inside_event_loop(what)
-        if self._closed:
+        if self.closed:
             raise ClientClosedError(
                 f"TupuClient.{what} on a closed client: create a new TupuClient"
             )
@@ -422,7 +442,7 @@ class TupuClient:
                 except anyio.EndOfStream:
                     break
                 yield result
-            if self._closed:
+            if self.closed:
                 raise ClientClosedError("the client was closed while iter_recognize ran")
             future.result()  # the pump's own error (a fatal TupuError), if any
         finally:
@@ -430,7 +450,7 @@ class TupuClient:
                 # Garbage-collected on the loop itself: stop the pump, never wait on it.
                 _stop_pump(scope, receive)
             else:
-                if not self._closed:
+                if not self.closed:
                     with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
                         self._portal.call(_stop_pump, scope, receive)
                 with contextlib.suppress(Exception):  # raised above already, or not wanted
