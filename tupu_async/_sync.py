@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 import anyio
 import httpx
@@ -111,14 +111,32 @@ def _source(images: Iterable[ImageInput]) -> Iterable[ImageInput] | AsyncIterato
     return _pull(images)
 
 
-def _wait(future: Future[T]) -> T:
-    """``future``'s result; if the waiting thread is interrupted (Ctrl-C, a signal
-    handler's exception), the call is cancelled on the loop instead of running on."""
-    try:
-        return future.result()
-    except BaseException:
-        future.cancel()
-        raise
+class _Cancellable(Generic[T]):
+    """One call on the loop that the calling thread can cancel at any moment, even before
+    the portal has handed back its future (an interrupt can land in between)."""
+
+    def __init__(self, fn: Callable[[], Awaitable[T]]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._scope: anyio.CancelScope | None = None
+        self._abandoned = False
+
+    async def run(self) -> T | None:
+        with anyio.CancelScope() as scope:
+            with self._lock:
+                self._scope = scope
+                if self._abandoned:
+                    scope.cancel()
+            return await self._fn()
+        return None  # cancelled by abandon(); the caller has raised already
+
+    def abandon(self, portal: BlockingPortal) -> None:
+        with self._lock:
+            self._abandoned = True
+            scope = self._scope
+        if scope is not None:
+            with contextlib.suppress(RuntimeError):  # the portal has stopped: nothing runs
+                portal.call(scope.cancel)
 
 
 _Pump = tuple[anyio.CancelScope, MemoryObjectReceiveStream[ImageResult]]
@@ -269,8 +287,18 @@ class TupuClient:
             raise ClientClosedError(
                 f"TupuClient.{what} on a closed client: create a new TupuClient"
             )
+        call = _Cancellable(fn)
+        future: Future[T | None] | None = None
         try:
-            return _wait(self._portal.start_task_soon(fn))
+            try:
+                future = self._portal.start_task_soon(call.run)
+                return cast("T", future.result())
+            except BaseException:
+                if future is None or not future.done():
+                    # Interrupted (Ctrl-C, a signal handler's exception): never leave the
+                    # call running, sending requests nobody waits for.
+                    call.abandon(self._portal)
+                raise
         except FutureCancelled:
             raise ClientClosedError(
                 f"TupuClient.{what} was cancelled because the client was closed"
