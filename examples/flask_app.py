@@ -12,7 +12,7 @@ Against the real API (threaded server; the client lives as long as the process):
 Against the embedded fake server (no account needed)::
 
     python examples/flask_app.py --fake --port 8000
-    curl -F file=@photo.jpg http://127.0.0.1:8000/moderate
+    curl -F file=@examples/cat.jpg http://127.0.0.1:8000/moderate
 """
 
 from __future__ import annotations

@@ -40,3 +40,14 @@ def test_the_readme_points_only_at_pages_that_exist() -> None:
     missing = {p for p in named if not (ROOT / p).is_file()} - PAGES_FROM_OTHER_BRANCHES
     assert not missing
     assert (ROOT / "benchmarks" / "README.md").is_file()
+
+
+def test_every_public_name_has_a_reference_entry() -> None:
+    import tupu_async.telemetry
+    import tupu_async.testing
+
+    pages = "".join(p.read_text(encoding="utf-8") for p in (DOCS / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: ([\w.]+)$", pages, flags=re.MULTILINE))
+    for module in (tupu_async, tupu_async.testing, tupu_async.telemetry):
+        public = {f"{module.__name__}.{name}" for name in module.__all__ if name != "__version__"}
+        assert not public - documented, module.__name__

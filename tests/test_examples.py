@@ -286,7 +286,7 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize("script", ["fastapi_app", "aiohttp_app"])
+@pytest.mark.parametrize("script", ["fastapi_app", "aiohttp_app", "flask_app"])
 def test_web_app_scripts_serve_uploads_with_the_fake_server(script: str) -> None:
     port = _free_port()
     proc = subprocess.Popen(

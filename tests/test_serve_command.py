@@ -8,8 +8,10 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from tupu_async.testing import DOWNLOAD_FAIL_WORD
-from tupu_async.testing._process import export_line
+from tupu_async.testing._process import _tell_people, build_parser, export_line
 
 
 def test_export_line_quotes_and_resolves_paths(tmp_path: pathlib.Path) -> None:
@@ -59,3 +61,16 @@ def test_serve_writes_its_keys_and_prints_a_line_the_cli_runs_with(tmp_path: pat
     assert cli.returncode == 1, cli.stderr  # one image failed on purpose
     assert cli.stdout.count('"ok": true') == 1
     assert '"code": 14' in cli.stdout
+
+
+def test_with_your_own_public_key_it_asks_for_its_private_half(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's credentials flow registers an openssl key: no --client-key-out hint."""
+    args = build_parser().parse_args(
+        ["serve", "--secret-id", "me", "--public-key-file", "rsa_public_key.pem"]
+    )
+    _tell_people({"base_url": "http://127.0.0.1:9", "secret_ids": ["me"]}, args)
+    told = capsys.readouterr().err
+    assert "--client-key-out" not in told
+    assert "TUPU_PRIVATE_KEY=<the private half of your --public-key-file>" in told

@@ -7,6 +7,9 @@ import importlib.util
 import inspect
 import io
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,7 @@ from tupu_async import (
     AuthenticationError,
     BlockingCallError,
     ClientClosedError,
+    Hooks,
     Image,
     InvalidImageError,
     TupuClient,
@@ -241,6 +245,113 @@ def test_close_cancels_calls_blocked_in_other_threads(server: FakeTupuServer, ba
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], ClientClosedError)
+
+
+def test_an_interrupted_caller_cancels_its_call_instead_of_leaving_it_running(
+    server: FakeTupuServer, backend: str
+) -> None:
+    """Ctrl-C in a script must stop the requests it started (they are billed), not orphan them."""
+    server.latency = 60.0
+    cancelled = threading.Event()
+    hooks = Hooks(on_cancel=lambda event: cancelled.set())
+    tupu = sync_client(server, backend, hooks=hooks, max_in_flight=1)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def interrupt_once_in_flight() -> None:
+        while not server.stats.arrivals:
+            threading.Event().wait(0.005)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        threading.Thread(target=interrupt_once_in_flight, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            tupu.recognize_many([png(i) for i in range(100)])
+        assert cancelled.wait(timeout=30)  # the request in flight was cancelled
+        server.latency = 0.0
+        assert tupu.recognize_one(png(1000)).ok
+        assert len(server.stats.arrivals) == 2  # nothing more of the interrupted run
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        tupu.close()
+
+
+def test_close_does_not_wait_for_a_blocked_generator(server: FakeTupuServer, backend: str) -> None:
+    tupu = sync_client(server, backend)
+    pulled = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def source() -> Iterator[bytes]:
+        yield png(1)
+        pulled.set()
+        release.wait()  # a queue that never gets another item
+
+    def call() -> None:
+        try:
+            tupu.recognize_many(source())
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        assert pulled.wait(timeout=30)
+        closer = threading.Thread(target=tupu.close)
+        closer.start()
+        closer.join(timeout=30)
+        caller.join(timeout=30)
+
+        assert not closer.is_alive()
+        assert not caller.is_alive()
+        assert len(errors) == 1
+        assert isinstance(errors[0], ClientClosedError)
+    finally:
+        release.set()
+
+
+FORGETFUL_SCRIPT = """
+import httpx
+from tupu_async import TupuClient
+from tupu_async.testing import FakeTupuServer
+
+server = FakeTupuServer()
+sid, key = server.add_credentials("forgetful")
+client = TupuClient(
+    sid,
+    key,
+    base_url="http://fake.tupu.test",
+    tupu_public_key=server.public_key_pem,
+    http_client=httpx.AsyncClient(transport=server.transport()),
+    backend="BACKEND",
+)
+assert client.recognize_one("https://example.com/a.jpg").ok
+print("done, never closed")
+"""
+
+
+def test_a_client_never_closed_does_not_hang_interpreter_exit(backend: str) -> None:
+    """A module-level client in a script or WSGI app: exit used to wait on it forever."""
+    script = FORGETFUL_SCRIPT.replace("BACKEND", backend)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done, never closed"
+
+
+def test_a_client_dropped_without_close_stops_its_loop_thread(
+    server: FakeTupuServer, backend: str
+) -> None:
+    tupu = sync_client(server, backend)
+    assert tupu.recognize_one(png(1)).ok
+    loop = next(t for t in threading.enumerate() if t.ident == tupu._loop_thread)
+    del tupu
+    gc.collect()
+    loop.join(timeout=30)
+    assert not loop.is_alive()
 
 
 def test_construction_errors_leave_no_thread_behind(server: FakeTupuServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pathlib
 import stat
 import zipfile
@@ -179,6 +180,72 @@ def test_too_many_members_is_refused_before_any_is_inflated() -> None:
     data = make_zip([(f"{i}.png", png(i)) for i in range(30)])
     with pytest.raises(InvalidImageError, match="max_members"):
         read_zip_members(data, limits=ZipLimits(max_members=29))
+
+
+@pytest.mark.parametrize("entries", [300, 70_000], ids=["zip", "zip64"])
+def test_a_huge_central_directory_is_refused_unparsed(
+    entries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing 200,000 entries took 2.6 s and 116 MiB before max_members was checked."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i in range(entries):
+            zf.writestr(f"{i}", b"")
+    data = bytearray(buffer.getvalue())
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 8 : end + 12] = (1).to_bytes(2, "little") * 2  # the entry counts lie: 1
+
+    def parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the central directory was parsed")
+
+    monkeypatch.setattr(zipfile, "ZipFile", parse)
+    with pytest.raises(InvalidImageError, match=f"lists {entries:,} entries"):
+        read_zip_members(bytes(data), limits=ZipLimits(max_members=10))
+
+
+def test_a_directory_within_the_entry_bound_still_counts_file_members_exactly() -> None:
+    folders = [(f"d{i}/", b"") for i in range(30)]
+    data = make_zip([*folders, *[(f"d{i}/{i}.png", png(i)) for i in range(10)]])
+    assert len(read_zip_members(data, limits=ZipLimits(max_members=10))) == 10
+
+
+def test_member_names_are_printable_labels() -> None:
+    """Names reach terminals and logs: escapes, NULs and bidi overrides are shown, not obeyed."""
+    raw = ["a\x00b.png", "red\x1b[31m.png", "line\nbreak.png", "cat\u202egnp.exe", "ok/é.png"]
+    # zipfile cuts names at a NUL when writing: write same-length stand-ins, then patch
+    # the bytes (a non-ASCII stand-in makes zipfile set the UTF-8 name flag).
+    stand_ins = ["é" + chr(ord("A") + i) * (len(n.encode()) - 2) for i, n in enumerate(raw)]
+    data = make_zip([(stand_in, png(i)) for i, stand_in in enumerate(stand_ins)])
+    for name, stand_in in zip(raw, stand_ins, strict=True):
+        data = data.replace(stand_in.encode(), name.encode())
+
+    names = [member.name for member in read_zip_members(data)]
+
+    assert names == [
+        "a\\x00b.png",
+        "red\\x1b[31m.png",
+        "line\\nbreak.png",
+        "cat\\u202egnp.exe",
+        "ok/é.png",
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only")
+def test_a_fifo_or_a_device_is_refused_without_reading_it(tmp_path: pathlib.Path) -> None:
+    fifo = tmp_path / "upload.zip"
+    os.mkfifo(fifo)  # no writer: opening it for reading would block forever
+    for path in (fifo, pathlib.Path("/dev/zero")):
+        with pytest.raises(InvalidImageError, match="not a regular file"):
+            Image.from_zip(path)
+
+
+def test_a_file_over_the_archive_limit_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "big.zip"
+    path.write_bytes(make_zip([("a.png", png(1))]))
+    with pytest.raises(InvalidImageError, match="max_archive_bytes"):
+        Image.from_zip(path, limits=ZipLimits(max_archive_bytes=100))
+    with pytest.raises(InvalidImageError, match="is a directory"):
+        Image.from_zip(tmp_path)
 
 
 # -- round trips ------------------------------------------------------------------------------

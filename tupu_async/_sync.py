@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 import anyio
 import httpx
@@ -98,7 +99,8 @@ async def _pull(items: Iterable[ImageInput]) -> AsyncIterator[ImageInput]:
     iterator = iter(items)
     done = object()
     while True:
-        item: object = await anyio.to_thread.run_sync(next, iterator, done)
+        # Abandoned on cancellation: a generator blocked on a queue must not hang close().
+        item: object = await anyio.to_thread.run_sync(next, iterator, done, abandon_on_cancel=True)
         if item is done:
             return
         yield cast("ImageInput", item)
@@ -111,12 +113,60 @@ def _source(images: Iterable[ImageInput]) -> Iterable[ImageInput] | AsyncIterato
     return _pull(images)
 
 
+class _Cancellable(Generic[T]):
+    """One call on the loop that the calling thread can cancel at any moment, even before
+    the portal has handed back its future (an interrupt can land in between)."""
+
+    def __init__(self, fn: Callable[[], Awaitable[T]]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._scope: anyio.CancelScope | None = None
+        self._abandoned = False
+
+    async def run(self) -> T | None:
+        with anyio.CancelScope() as scope:
+            with self._lock:
+                self._scope = scope
+                if self._abandoned:
+                    scope.cancel()
+            return await self._fn()
+        return None  # cancelled by abandon(); the caller has raised already
+
+    def abandon(self, portal: BlockingPortal) -> None:
+        with self._lock:
+            self._abandoned = True
+            scope = self._scope
+        if scope is not None:
+            with contextlib.suppress(RuntimeError):  # the portal has stopped: nothing runs
+                portal.call(scope.cancel)
+
+
 _Pump = tuple[anyio.CancelScope, MemoryObjectReceiveStream[ImageResult]]
 
 
 def _stop_pump(scope: anyio.CancelScope, receive: MemoryObjectReceiveStream[ImageResult]) -> None:
     scope.cancel()
     receive.close()
+
+
+def _shut_down(
+    client_cm: AbstractContextManager[object],
+    portal: BlockingPortal,
+    portal_cm: AbstractContextManager[BlockingPortal],
+    loop_thread: int,
+) -> None:
+    """Exit the async client, cancel calls still waiting, stop the loop thread."""
+    if threading.get_ident() == loop_thread:  # collected on the loop itself: cannot block
+        args = (client_cm, portal, portal_cm, loop_thread)
+        threading.Thread(target=_shut_down, args=args, daemon=True).start()
+        return
+    try:
+        client_cm.__exit__(None, None, None)
+    finally:
+        try:  # calls still waiting in other threads are cancelled, not awaited
+            portal.call(portal.stop, True)
+        finally:
+            portal_cm.__exit__(None, None, None)
 
 
 class TupuClient:
@@ -205,6 +255,11 @@ class TupuClient:
             raise
         self._portal = portal
         self._libraries: SyncLibraries | None = None
+        # Closes a client nobody closed when it is collected or at interpreter exit, while
+        # the loop thread still runs (later, exiting would wait on the frozen thread).
+        self._finalizer = weakref.finalize(
+            self, _shut_down, self._client_cm, portal, self._portal_cm, self._loop_thread
+        )
 
     # ----------------------------------------------------------------- lifetimes
 
@@ -229,32 +284,37 @@ class TupuClient:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self._client_cm.__exit__(None, None, None)
-        finally:
-            try:  # calls still waiting in other threads are cancelled, not awaited
-                self._portal.call(self._portal.stop, True)
-            finally:
-                self._portal_cm.__exit__(None, None, None)
+        self._finalizer()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Whether the client was closed (by :meth:`close`, or at interpreter exit)."""
+        return self._closed or not self._finalizer.alive
 
     def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         _refuse_inside_event_loop(what)
-        if self._closed:
+        if self.closed:
             raise ClientClosedError(
                 f"TupuClient.{what} on a closed client: create a new TupuClient"
             )
+        call = _Cancellable(fn)
+        future: Future[T | None] | None = None
         try:
-            return self._portal.call(fn)
+            try:
+                future = self._portal.start_task_soon(call.run)
+                return cast("T", future.result())
+            except BaseException:
+                if future is None or not future.done():
+                    # Interrupted (Ctrl-C, a signal handler's exception): never leave the
+                    # call running, sending requests nobody waits for.
+                    call.abandon(self._portal)
+                raise
         except FutureCancelled:
             raise ClientClosedError(
                 f"TupuClient.{what} was cancelled because the client was closed"
             ) from None
         except RuntimeError as exc:
-            if self._closed:  # the portal stopped under this call
+            if self.closed:  # the portal stopped under this call
                 raise ClientClosedError(
                     f"TupuClient.{what} on a closed client: create a new TupuClient"
                 ) from exc
@@ -265,7 +325,7 @@ class TupuClient:
     ) -> tuple[Future[object], _Pump]:
         """Start ``fn`` as a task on the loop; its ``task_status.started`` value too."""
         _refuse_inside_event_loop(what)
-        if self._closed:
+        if self.closed:
             raise ClientClosedError(
                 f"TupuClient.{what} on a closed client: create a new TupuClient"
             )
@@ -276,10 +336,12 @@ class TupuClient:
 
     @property
     def secret_id(self) -> str:
+        """The secret id requests are signed for."""
         return self._client.secret_id
 
     @property
     def base_url(self) -> str:
+        """The API host requests go to."""
         return self._client.base_url
 
     @property
@@ -289,10 +351,12 @@ class TupuClient:
 
     @property
     def hooks(self) -> Hooks:
+        """The event hooks (see ``AsyncTupuClient``)."""
         return self._client.hooks
 
     @property
     def limiter(self) -> RateLimiter:
+        """The rate limiter every thread's requests share."""
         return self._client.limiter
 
     @property
@@ -416,7 +480,7 @@ class TupuClient:
                 except anyio.EndOfStream:
                     break
                 yield result
-            if self._closed:
+            if self.closed:
                 raise ClientClosedError("the client was closed while iter_recognize ran")
             future.result()  # the pump's own error (a fatal TupuError), if any
         finally:
@@ -424,7 +488,7 @@ class TupuClient:
                 # Garbage-collected on the loop itself: stop the pump, never wait on it.
                 _stop_pump(scope, receive)
             else:
-                if not self._closed:
+                if not self.closed:
                     with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
                         self._portal.call(_stop_pump, scope, receive)
                 with contextlib.suppress(Exception):  # raised above already, or not wanted

@@ -14,6 +14,7 @@ import io
 import os
 import pathlib
 import stat
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ __all__ = ["ZipLimits", "ZipMember", "images_from_zip", "is_zip", "read_zip_memb
 
 _CHUNK = 64 * 1024
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_END = b"PK\x05\x06"
+_END_SIZE = 22
+_END64_SIZE = 56 + 20  # the ZIP64 end record and its locator, just before the end record
+_CENTRAL = b"PK\x01\x02"
+_ENTRIES_PER_MEMBER = 4
+"""Central-directory entries read per allowed member (directories, ``__MACOSX/`` included)."""
+_BIDI = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,36 @@ def is_zip(data: bytes) -> bool:
 
 def _refuse(archive: str, why: str) -> InvalidImageError:
     return InvalidImageError(f"{archive}: refused: {why}")
+
+
+def _directory_entries(data: bytes) -> int:
+    """At most how many entries ``zipfile`` will parse: the central-directory signatures in
+    the bytes before the end record that its size fields can span, counted without parsing."""
+    end = len(data) - _END_SIZE
+    if end < 0 or data[end : end + 4] != _END or data[-2:] != b"\0\0":
+        end = data.rfind(_END, max(0, len(data) - _END_SIZE - 0xFFFF))
+    if end < 0 or len(data) - end < _END_SIZE:
+        return 0
+    size = struct.unpack_from("<L", data, end + 12)[0]
+    start = end - _END64_SIZE
+    if start >= 0 and data[end - 20 : end - 16] == b"PK\x06\x07":  # a ZIP64 locator
+        located = struct.unpack_from("<Q", data, end - 12)[0]
+        for record in (start, located):  # where readers look for the ZIP64 end record
+            if data[record : record + 4] == b"PK\x06\x06":
+                size = max(size, struct.unpack_from("<Q", data, record + 40)[0])
+                start = min(start, record)
+    return data.count(_CENTRAL, max(0, start - size), end)
+
+
+def _label(info: zipfile.ZipInfo) -> str:
+    """The member's path as a printable label: control and bidi-override characters
+    (a NUL, terminal escapes, a right-to-left override) are shown as escapes."""
+    name = info.orig_filename if "\0" in info.orig_filename else info.filename
+    if os.sep != "/":
+        name = name.replace(os.sep, "/")
+    return "".join(
+        ascii(c)[1:-1] if c in _BIDI or ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in name
+    )
 
 
 def _skipped(info: zipfile.ZipInfo) -> bool:
@@ -124,6 +162,13 @@ def read_zip_members(
     limits = limits or ZipLimits()
     if len(data) > limits.max_archive_bytes:
         raise _refuse(archive, f"{len(data):,} bytes is over ZipLimits.max_archive_bytes")
+    listed = _directory_entries(data)
+    if listed > _ENTRIES_PER_MEMBER * limits.max_members:
+        raise _refuse(
+            archive,
+            f"it lists {listed:,} entries, far over ZipLimits.max_members "
+            f"({limits.max_members:,}): split it into smaller archives",
+        )
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
@@ -161,8 +206,37 @@ def read_zip_members(
                     f"it inflates more than {limits.max_ratio:g}x its size "
                     f"(ZipLimits.max_ratio): a zip bomb, or data that is not images",
                 )
-            members.append(ZipMember(info.filename, content))
+            members.append(ZipMember(_label(info), content))
     return members
+
+
+def _read_archive(path: pathlib.Path, archive: str, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit``: a FIFO, a device such as ``/dev/zero``
+    or a directory is refused without blocking or reading it."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise InvalidImageError(f"{archive}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidImageError(f"{archive}: is a directory, not a ZIP file") from None
+    except OSError as exc:
+        raise InvalidImageError(f"{archive}: cannot read the file ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidImageError(f"{archive}: is a directory, not a ZIP file")
+        if not stat.S_ISREG(mode):
+            raise _refuse(archive, "not a regular file (a pipe or a device): pass a ZIP file")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InvalidImageError(f"{archive}: cannot read the file ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise _refuse(archive, f"over {limit:,} bytes (ZipLimits.max_archive_bytes)")
+    return data
 
 
 def images_from_zip(
@@ -181,17 +255,7 @@ def images_from_zip(
     elif isinstance(source, (str, os.PathLike)):
         path = pathlib.Path(source)
         archive = name or path.name
-        try:
-            size = path.stat().st_size
-            if size > (limits or ZipLimits()).max_archive_bytes:
-                raise _refuse(archive, f"{size:,} bytes is over ZipLimits.max_archive_bytes")
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InvalidImageError(f"{archive}: no such file") from None
-        except IsADirectoryError:
-            raise InvalidImageError(f"{archive}: is a directory, not a ZIP file") from None
-        except OSError as exc:
-            raise InvalidImageError(f"{archive}: cannot read the file ({exc.strerror})") from None
+        data = _read_archive(path, archive, (limits or ZipLimits()).max_archive_bytes)
     else:
         raise InvalidImageError(
             f"Image.from_zip needs a path or bytes, not {type(source).__name__}"

@@ -223,7 +223,9 @@ def _tell_people(ready: Mapping[str, Any], args: argparse.Namespace) -> None:
     )
     if not args.public_key_out:
         lines.append("(add --public-key-out tupu.pub.pem to get TUPU_PUBLIC_KEY in that line)")
-    if not args.client_key_out:
+    if args.public_key_file and not args.client_key_out:  # the user's own key pair
+        lines.append("(and TUPU_PRIVATE_KEY=<the private half of your --public-key-file>)")
+    elif not args.client_key_out:
         lines.append("(add --client-key-out client.pem for a private key the fake accepts)")
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()
