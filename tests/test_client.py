@@ -10,6 +10,7 @@ from clients import in_process_client, png
 
 from tupu_async import (
     AuthenticationError,
+    ClientClosedError,
     Image,
     ImageResult,
     InvalidImageError,
@@ -166,6 +167,21 @@ async def test_fatal_errors_raise_and_stop_the_run() -> None:
         with pytest.raises(AuthenticationError):
             await client.recognize_many(urls(200))
     assert server.stats.total_requests < 20
+
+
+async def test_a_closed_http_client_is_a_fatal_tupu_error_not_a_raw_runtime_error() -> None:
+    server = FakeTupuServer()
+    client = in_process_client(server)
+    async with client:
+        await client._http.aclose()  # the app closed the httpx client it lent us
+        with pytest.raises(ClientClosedError, match="http_client"):
+            await client.recognize(urls(2))
+        with pytest.raises(ClientClosedError):
+            await client.recognize_many(urls(30))
+    assert server.stats.total_requests == 0
+    with pytest.raises(ClientClosedError, match="closed"):
+        async with client:
+            pass
 
 
 async def test_bad_response_signature_is_fatal() -> None:

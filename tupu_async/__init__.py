@@ -19,6 +19,7 @@ from ._exceptions import (
     AmbiguousFailureError,
     APIError,
     AuthenticationError,
+    ClientClosedError,
     ClockSkewError,
     ConfigurationError,
     ImageError,
@@ -47,7 +48,7 @@ from ._library_types import (
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from ._redis_limiter import RedisLimiter
 from ._retry import RetryPolicy
-from ._sync import BlockingCallError, ClientClosedError, TupuClient
+from ._sync import BlockingCallError, TupuClient
 from ._sync_libraries import SyncLibraries
 from ._throttle_policy import LimiterBelief
 from ._types import (

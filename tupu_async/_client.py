@@ -36,6 +36,7 @@ from ._envelope import decode_inner, open_envelope
 from ._events import ClientStats, Hooks
 from ._exceptions import (
     IMAGE_ERROR_CODE,
+    ClientClosedError,
     InvalidImageError,
     TupuError,
     error_for_code,
@@ -278,7 +279,7 @@ class AsyncTupuClient:
 
     async def __aenter__(self) -> AsyncTupuClient:
         if self._closed:
-            raise RuntimeError("this AsyncTupuClient is closed; create a new one")
+            raise ClientClosedError("this AsyncTupuClient is closed; create a new one")
         self._tg_cm = anyio.create_task_group()
         self._task_group = await self._tg_cm.__aenter__()
         if self._warm_connections:

@@ -25,6 +25,7 @@ __all__ = [
     "APIError",
     "AmbiguousFailureError",
     "AuthenticationError",
+    "ClientClosedError",
     "ClockSkewError",
     "ConfigurationError",
     "ImageError",
@@ -103,6 +104,11 @@ class AmbiguousFailureError(TupuError):
     def __init__(self, message: str, *, cause: TupuError) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class ClientClosedError(TupuError, RuntimeError):
+    """A call on a client (``AsyncTupuClient`` or ``TupuClient``) that was closed, or whose
+    ``http_client`` was closed: fatal, create a new client."""
 
 
 class APIError(TupuError):
@@ -256,7 +262,14 @@ def error_for_http_status(
 def is_fatal(exc: BaseException) -> bool:
     """True for errors that must stop a whole batch run at once (never retried)."""
     return isinstance(
-        exc, (AuthenticationError, ConfigurationError, SignatureVerificationError, KeyLoadError)
+        exc,
+        (
+            AuthenticationError,
+            ConfigurationError,
+            SignatureVerificationError,
+            KeyLoadError,
+            ClientClosedError,
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from ._envelope import excerpt
 from ._events import ClientStats, Hooks, Listener, RequestEvent, logger
 from ._exceptions import (
     AmbiguousFailureError,
+    ClientClosedError,
     MalformedResponseError,
     RateLimitError,
     ResponseTooLargeError,
@@ -201,6 +202,11 @@ class RequestSender:
         attempt = failures = throttles = 0
         throttled = False
         while True:
+            if self._http.is_closed:
+                raise ClientClosedError(
+                    "the httpx.AsyncClient passed as http_client= was closed before this "
+                    "request; keep it open for the life of the tupu-async client"
+                )
             waiting = time.monotonic()
             if throttled and throttles == 1 and self._acquire_next is not None:
                 # First 429 of this request: re-send in the next free slot. Later ones

@@ -42,7 +42,7 @@ from ._constants import (
     Region,
 )
 from ._events import ClientStats, Hooks
-from ._exceptions import TupuError
+from ._exceptions import ClientClosedError, TupuError
 from ._images import ImageInput
 from ._keys import KeySource
 from ._limiter import RateLimiter
@@ -58,10 +58,6 @@ T = TypeVar("T")
 
 class BlockingCallError(TupuError, RuntimeError):
     """A blocking ``TupuClient`` call made inside a running event loop, which it would freeze."""
-
-
-class ClientClosedError(TupuError, RuntimeError):
-    """A call on a ``TupuClient`` that was closed."""
 
 
 def _running_event_loop() -> str | None:
