@@ -27,7 +27,7 @@ from __future__ import annotations
 from ._faults import ALL_FAULT_KINDS, FaultConfig
 from ._library import ImageLibrary, LibraryImage
 from ._process import FakeServerProcess, spawn_fake_server, split_cores
-from ._redis import RedisServer
+from ._redis import DelayProxy, RedisServer
 from ._results import MAGIC_OUTCOMES
 from ._server import DEFAULT_TASKS, FakeTupuServer
 from ._stats import FakeServerStats, RecordedRequest, max_arrivals_in_window
@@ -37,6 +37,7 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "DEFAULT_TASKS",
     "MAGIC_OUTCOMES",
+    "DelayProxy",
     "FakeServerProcess",
     "FakeServerStats",
     "FakeServerTransport",
