@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -424,12 +425,63 @@ async def test_a_process_books_no_further_ahead_than_its_lease(
 # -- throttling ----------------------------------------------------------------------------
 
 
+class ThreadWorker:
+    """Another "process" on the budget: its own RedisLimiter, connection and event loop, in
+    a thread, acquiring from ``tasks`` coroutines until stopped. Redis sees exactly what it
+    sees of another process; a thread starts in milliseconds where an interpreter takes
+    seconds, so the test can run hundreds of times."""
+
+    def __init__(self, url: str, key: str, tasks: int) -> None:
+        self.url, self.key, self.tasks = url, key, tasks
+        self.started = threading.Event()
+        self.stop = threading.Event()
+        self.starts: list[Start] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.reached = threading.Event()
+        self._after: tuple[int, int] | None = None
+
+    def count_after(self, slot_us: int, count: int) -> None:
+        """Set ``reached`` once ``count`` starts have slots at or after ``slot_us``."""
+        self._after = (slot_us, count)
+        self._check()
+
+    def _check(self) -> None:
+        after = self._after
+        if after is not None and sum(s.slot_us >= after[0] for s in self.starts) >= after[1]:
+            self.reached.set()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self.error = exc
+            self.started.set()
+            self.reached.set()
+
+    async def _main(self) -> None:
+        limiter = RedisLimiter(self.url, key=self.key, qps=QPS)
+
+        async def one() -> None:
+            while not self.stop.is_set():
+                slot = await limiter._take()
+                assert slot is not None
+                self.starts.append(Start(slot.slot_us, slot.reserved_us, time.time_ns() // 1000))
+                self.started.set()
+                self._check()
+
+        try:
+            await asyncio.gather(*(one() for _ in range(self.tasks)))
+        finally:
+            await limiter.aclose()
+
+
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_throttle_in_one_process_pauses_the_others(
     redis_server: RedisServer, key: str
 ) -> None:
-    workers = start_workers(redis_server.url, key, processes=3, tasks=3, count=10_000, seconds=1.8)
+    workers = [ThreadWorker(redis_server.url, key, tasks=3) for _ in range(3)]
     limiter = RedisLimiter(redis_server.url, key=key, qps=QPS, recovery_seconds=10.0)
     outcomes: list[ThrottleOutcome] = []
     throttle = limiter._throttle
@@ -441,14 +493,25 @@ async def test_throttle_in_one_process_pauses_the_others(
 
     limiter._throttle = recorded  # type: ignore[method-assign]
     try:
-        await asyncio.to_thread(wait_until_started, workers)
+        for worker in workers:
+            worker.thread.start()
+        for worker in workers:
+            await asyncio.to_thread(worker.started.wait)
         for _ in range(3):  # three 429s that were in flight together: one halving
             await limiter.on_throttle(retry_after=0.8)
         state = await limiter._client.hgetall(limiter._keys[1])
-        runs = await asyncio.to_thread(collect, workers)
+        for worker in workers:  # run on until each has made 10 starts after the pause
+            worker.count_after(outcomes[-1].pause_until_us, 10)
+        for worker in workers:
+            assert await asyncio.to_thread(worker.reached.wait, 60)
     finally:
-        stop_all(workers)
+        for worker in workers:
+            worker.stop.set()
+        for worker in workers:
+            await asyncio.to_thread(worker.thread.join, 30)
         await limiter.aclose()
+    assert all(worker.error is None for worker in workers), [w.error for w in workers]
+    runs = [worker.starts for worker in workers]
     assert [outcome.halved for outcome in outcomes] == [True, False, False]
     assert float(state[b"throttled_rate"]) == QPS / 2
     assert limiter.current_rate == QPS / 2
