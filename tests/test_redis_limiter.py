@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from tupu_async import Hooks, RequestEvent
 from tupu_async._exceptions import TransportError
 from tupu_async._limiter import RateLimiter
+from tupu_async._redis_clock import RedisClock
 from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
 from tupu_async._redis_script import Reservation, ThrottleOutcome
 from tupu_async.testing import FakeTupuServer
@@ -283,6 +284,31 @@ def test_tupu_async_imports_without_redis_package() -> None:
 def test_rejects_bad_configuration(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         RedisLimiter(**kwargs)
+
+
+def test_redis_clock_maps_through_the_best_reply_and_never_early() -> None:
+    clock = RedisClock()
+    assert not clock.known
+    with pytest.raises(LookupError):
+        clock.to_local(0)
+    clock.seed_rtt(7_000)
+    assert clock.recent_rtt_us == 7_000  # until a reply is observed
+    offset = 5_000_000  # local = redis + offset
+    # Replies: sent at local s, Redis ran at local s + up, reply back `down` later.
+    for sent, up, down in [(0, 3_000, 9_000), (100_000, 500, 700), (200_000, 4_000, 1_000)]:
+        assert not clock.observe(sent, sent + up + down, sent + up - offset)
+    assert clock.offset_us == offset + 700  # the shortest return trip
+    assert clock.to_local(1_000) == 1_000 + offset + 700  # never earlier than meant
+    assert clock.to_redis(clock.to_local(1_000)) == 1_000
+    assert clock.recent_rtt_us == 12_000  # the slowest of the recent round trips
+
+
+def test_redis_clock_drops_its_samples_on_a_clock_step() -> None:
+    clock = RedisClock()
+    clock.observe(0, 1_000, -500)
+    assert not clock.observe(10_000, 11_000, 9_600)  # within both round trips: same clock
+    assert clock.observe(20_000, 21_000, 20_500 - 3_600_000_000)  # an hour ahead: a step
+    assert clock.offset_us == 21_000 - (20_500 - 3_600_000_000)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

@@ -39,6 +39,12 @@ class RedisClock:
 
     def __init__(self) -> None:
         self._samples: collections.deque[tuple[int, int]] = collections.deque(maxlen=CLOCK_SAMPLES)
+        self._seed_rtt = 0
+
+    def seed_rtt(self, rtt_us: int) -> None:
+        """A round trip measured without a Redis time (e.g. loading the script): it stands
+        for :attr:`recent_rtt_us` until the first reply is observed."""
+        self._seed_rtt = max(1, rtt_us)
 
     @property
     def known(self) -> bool:
@@ -68,9 +74,9 @@ class RedisClock:
 
     @property
     def recent_rtt_us(self) -> int:
-        """The slowest of the last few round trips (0 before any reply)."""
+        """The slowest of the last few round trips (the seeded one, or 0, before any)."""
         recent = list(self._samples)[-RECENT_SAMPLES:]
-        return max((rtt for rtt, _ in recent), default=0)
+        return max((rtt for rtt, _ in recent), default=self._seed_rtt)
 
     def to_local(self, redis_us: int) -> int:
         """The local monotonic µs of a Redis-clock instant."""

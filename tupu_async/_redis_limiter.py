@@ -449,8 +449,10 @@ class RedisLimiter:
         while True:
             if self._fallback is not None:
                 return
-            sent = monotonic_us()
             try:
+                if not self._clock.known and self._clock.recent_rtt_us == 0:
+                    await self._prime()
+                sent = monotonic_us()
                 reservation = await self._reserve(n)
             except self._refused_errors as exc:
                 raise self._refused(exc) from exc
@@ -517,6 +519,13 @@ class RedisLimiter:
                 f"qps / expected_workers"
             ) from exc
         await asyncio.sleep(min(backoff, remaining))
+
+    async def _prime(self) -> None:
+        """Before the first booking: connect and load the script, timing the round trip, so
+        the first slots are booked far enough ahead to be usable when the reply lands."""
+        sent = monotonic_us()
+        await asyncio.wait_for(self._client.script_load(SCRIPT), self._redis_timeout)
+        self._clock.seed_rtt(monotonic_us() - sent)
 
     async def _call(self, args: list[str | int]) -> Any:
         return await asyncio.wait_for(self._script(keys=self._keys, args=args), self._redis_timeout)
