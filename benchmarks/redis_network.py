@@ -10,9 +10,14 @@ ONE fake Tupu server process over loopback HTTP (300 +- 100 ms per request, the 
 trip) between the workers and it; the outage stops Redis 1.5 s into the run and starts
 it again (empty, as after a restart without persistence) 1 s later.
 
-Reported per scenario and limiter: images/s of images that succeeded as a ratio of the
-500 images/s ceiling, the most requests the server saw arrive in any 1 s window (must be
-<= 50), HTTP 429s, images failed, and Redis script calls per request.
+Reported per scenario and limiter: "paced", requests that reached the server per second
+from the workers' release to the last arrival, as a ratio of the 50-QPS ceiling (cold
+starts included, the last response's 0.3 s latency not: the issue's targets are checked
+on it); "end-to-end", images/s of images that succeeded from release to the last result
+as a ratio of the 500 images/s ceiling (short runs cannot get near 1: 0.3 s of latency
+and the 25 ms window margin are in it); the most requests the server saw arrive in any
+1 s window (must be <= 50), HTTP 429s, images failed, slots given up late, and Redis
+script calls per request.
 
 Run: ``python benchmarks/redis_network.py [--quick]`` (writes
 ``benchmarks/results/redis_network.json``, or ``redis_network-quick.json``). Needs
@@ -97,7 +102,8 @@ def scenarios(quick: bool) -> list[Scenario]:
 def _baseline_class(path: str) -> Any:
     """The first release's RedisLimiter, loaded from a copy of its module."""
     spec = importlib.util.spec_from_file_location("tupu_async._redis_limiter_today", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -266,6 +272,7 @@ def run_one(
         "wall_s": wall,
         "ok_images_per_s": ok / wall,
         "ratio_to_ceiling": ok / wall / CEILING_IMAGES_PER_S,
+        "paced_ratio": len(arrivals) / (max(arrivals) - start_at) / CEILING_QPS,
         "requests": requests,
         "retries": sum(r["retries"] for r in reports),
         "client_throttles": sum(r["throttles"] for r in reports),
@@ -336,21 +343,22 @@ def report(rows: list[dict[str, Any]]) -> None:
         met = "-"
         if r["target_ratio"]:
             met = str(
-                check(r["ratio_to_ceiling"], r["target_ratio"])
+                check(r["paced_ratio"], r["target_ratio"])
                 and r["server_max_arrivals_in_any_1s"] <= CEILING_QPS
                 and r["images_failed"] == 0
             )
         elif r["limiter"] == "new":
             met = str(r["images_failed"] == 0 and r["server_max_arrivals_in_any_1s"] <= 50)
         table.append([
-            r["scenario"], r["limiter"], r["images"], f"{r['ratio_to_ceiling']:.3f}",
+            r["scenario"], r["limiter"], r["images"], f"{r['paced_ratio']:.3f}",
+            f"{r['ratio_to_ceiling']:.3f}",
             r["server_max_arrivals_in_any_1s"], r["server_http_429"], r["images_failed"],
             f"{r['script_calls_per_request']:.2f}", met,
         ])  # fmt: skip
     print_table(
         f"RedisLimiter, one secret id, loopback; server {LATENCY * 1000:.0f} +- "
         f"{JITTER * 1000:.0f} ms, 50-QPS window; ceiling {CEILING_IMAGES_PER_S:.0f} images/s",
-        ["scenario", "limiter", "images", "x ceiling", "max/1s", "429s", "failed",
+        ["scenario", "limiter", "images", "paced", "end-to-end", "max/1s", "429s", "failed",
          "calls/req", "target met"],
         table,
     )  # fmt: skip
