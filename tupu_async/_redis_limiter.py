@@ -28,7 +28,7 @@ from ._exceptions import TransportError
 from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
 from ._redis_clock import RedisClock, monotonic_us
 from ._redis_script import SCRIPT, Reservation, ScriptSettings, ThrottleOutcome
-from ._retry import MAX_RETRY_AFTER
+from ._throttle_policy import DEFAULT_RETRY_AFTER_CAP
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -63,8 +63,9 @@ MAX_LATE_RETRIES: Final = 3
 OUTAGE_BACKOFF_FIRST: Final = 0.05
 OUTAGE_BACKOFF_MAX: Final = 0.5
 
-# Kept for callers of the first release: the longest pause a Retry-After can cause.
-MAX_PAUSE: Final = MAX_RETRY_AFTER
+# Kept for callers of the first release: the longest pause a Retry-After can cause, by
+# default the same cap as the local limiter's throttle policy.
+MAX_PAUSE: Final = DEFAULT_RETRY_AFTER_CAP
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class RedisLimiter:
         lease: float = DEFAULT_LEASE,
         outage_timeout: float = DEFAULT_TIMEOUT,
         redis_timeout: float = DEFAULT_REDIS_TIMEOUT,
-        max_retry_after: float = MAX_RETRY_AFTER,
+        max_retry_after: float = DEFAULT_RETRY_AFTER_CAP,
         client: Redis | None = None,  # type: ignore[type-arg, unused-ignore]
     ) -> None:
         if not isinstance(key, str) or not key:
