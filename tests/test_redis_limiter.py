@@ -35,6 +35,7 @@ from tupu_async._limiter import RateLimiter
 from tupu_async._redis_clock import RedisClock
 from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
 from tupu_async._redis_script import Reservation, ThrottleOutcome
+from tupu_async._throttle_policy import ThrottlePolicy
 from tupu_async.testing import FakeTupuServer
 from tupu_async.testing._redis import (
     DelayProxy,
@@ -147,6 +148,19 @@ async def hammer(limiter: RedisLimiter, tasks: int, count: int, until: float) ->
     return starts
 
 
+def record_bookings(limiter: RedisLimiter) -> list[int]:
+    """Every slot ``limiter`` books from now on (started on or not), Redis µs."""
+    booked: list[int] = []
+    accept = limiter._accept
+
+    def accepted(reservation: Reservation, sent_us: int, received_us: int) -> None:
+        booked.extend(reservation.slots_us)
+        accept(reservation, sent_us, received_us)
+
+    limiter._accept = accepted  # type: ignore[method-assign]
+    return booked
+
+
 class LogEvent(logging.Handler):
     """Sets an asyncio event when the ``tupu_async`` logger emits a message containing text."""
 
@@ -205,13 +219,14 @@ def wait_until_started(workers: list[subprocess.Popen[str]]) -> None:
         assert worker.stdout.readline().strip() == "started"
 
 
-def collect(workers: list[subprocess.Popen[str]]) -> list[list[Start]]:
+def collect(workers: list[subprocess.Popen[str]]) -> list[tuple[list[Start], list[int]]]:
+    """Each worker's starts and booked slots."""
     results = []
     for worker in workers:
         out, _ = worker.communicate(timeout=60)
         assert worker.returncode == 0, out
-        rows = json.loads(out.strip().splitlines()[-1])
-        results.append([Start(*row) for row in rows])
+        report = json.loads(out.strip().splitlines()[-1])
+        results.append(([Start(*row) for row in report["starts"]], report["booked"]))
     return results
 
 
@@ -223,11 +238,13 @@ def stop_all(workers: list[subprocess.Popen[str]]) -> None:
 
 
 def worker_main(argv: list[str]) -> None:
-    """One worker process: hammer the shared limiter once the parent says go, print JSON."""
+    """One worker process: hammer the shared limiter once the parent says go, print JSON
+    of its starts and of every slot it booked."""
     url, key, tasks, count, seconds = argv[0], argv[1], int(argv[2]), int(argv[3]), float(argv[4])
 
-    async def run() -> list[Start]:
+    async def run() -> tuple[list[Start], list[int]]:
         limiter = RedisLimiter(url, key=key, qps=QPS)
+        booked = record_bookings(limiter)
         await limiter._client.ping()  # connect before the start signal
         print("ready", flush=True)
         sys.stdin.readline()
@@ -237,12 +254,13 @@ def worker_main(argv: list[str]) -> None:
             print("started", flush=True)
             wall_us = int(time.time() * 1_000_000)
             rest = await hammer(limiter, tasks, count - 1, time.time() + seconds)
-            return [Start(first.slot_us, first.reserved_us, wall_us), *rest]
+            return [Start(first.slot_us, first.reserved_us, wall_us), *rest], booked
         finally:
             await limiter.aclose()
 
-    starts = asyncio.run(run())
-    print(json.dumps([[s.slot_us, s.reserved_us, s.wall_us] for s in starts]))
+    starts, booked = asyncio.run(run())
+    rows = [[s.slot_us, s.reserved_us, s.wall_us] for s in starts]
+    print(json.dumps({"starts": rows, "booked": booked}))
 
 
 # -- no server needed ----------------------------------------------------------------------
@@ -279,6 +297,8 @@ def test_tupu_async_imports_without_redis_package() -> None:
         ({"key": "k", "outage_timeout": math.nan}, "outage_timeout"),
         ({"key": "k", "redis_timeout": 0.0}, "redis_timeout"),
         ({"key": "k", "max_retry_after": math.inf}, "max_retry_after"),
+        ({"key": "k", "reaction": "halve"}, "reaction"),
+        ({"key": "k", "margin": 0.05, "max_margin": 0.01}, "max_margin"),
     ],
 )
 def test_rejects_bad_configuration(kwargs: dict[str, Any], match: str) -> None:
@@ -331,6 +351,7 @@ async def test_instances_on_separate_connections_share_one_budget(
 ) -> None:
     limiters = [RedisLimiter(redis_server.url, key=key, qps=QPS) for _ in range(4)]
     assert all(isinstance(limiter, RateLimiter) for limiter in limiters)
+    bookings = [record_bookings(limiter) for limiter in limiters]
     try:
         until = time.time() + 10
         runs = await asyncio.gather(*(hammer(limiter, 3, 30, until) for limiter in limiters))
@@ -339,10 +360,13 @@ async def test_instances_on_separate_connections_share_one_budget(
             await limiter.aclose()
     starts = [start for run in runs for start in run]
     slots = [start.slot_us for start in starts]
+    booked = sorted(slot for run in bookings for slot in run)
     assert len(slots) >= 120
-    assert max_in_window(slots, WINDOW_US) <= QPS
-    assert max_in_window(slots, 1_000_000) <= QPS
-    assert achieved_rate(slots) >= 0.9 * QPS
+    assert set(slots) <= set(booked)
+    assert max_in_window(booked, WINDOW_US) <= QPS
+    assert max_in_window(booked, 1_000_000) <= QPS
+    # The budget is kept busy; under load some booked slots are given up (late wake-ups).
+    assert achieved_rate(booked) >= 0.9 * QPS
     assert all(start.wall_us >= start.slot_us - 1000 for start in starts), "a start came early"
 
 
@@ -350,15 +374,19 @@ async def test_instances_on_separate_connections_share_one_budget(
 def test_four_processes_share_one_budget(redis_server: RedisServer, key: str) -> None:
     workers = start_workers(redis_server.url, key, processes=4, tasks=4, count=45, seconds=20)
     try:
-        runs = collect(workers)
+        reports = collect(workers)
     finally:
         stop_all(workers)
+    runs = [run for run, _ in reports]
+    booked = sorted(slot for _, slots in reports for slot in slots)
     starts = [start for run in runs for start in run]
     slots = [start.slot_us for start in starts]
     assert all(len(run) == 45 for run in runs)
-    assert max_in_window(slots, WINDOW_US) <= QPS
-    assert max_in_window(slots, 1_000_000) <= QPS
-    assert achieved_rate(slots) >= 0.9 * QPS
+    assert set(slots) <= set(booked)
+    assert max_in_window(booked, WINDOW_US) <= QPS
+    assert max_in_window(booked, 1_000_000) <= QPS
+    # The budget is kept busy; under load some booked slots are given up (late wake-ups).
+    assert achieved_rate(booked) >= 0.9 * QPS
     assert all(start.wall_us >= start.slot_us - 1000 for start in starts), "a start came early"
     walls = [start.wall_us for start in starts]  # same host: the Redis clock is time.time()
     assert max_in_window(walls, 1_000_000) <= QPS, "late wake-ups must take new slots"
@@ -385,9 +413,11 @@ async def test_redis_50ms_away_books_ahead_instead_of_a_round_trip_per_permit(
     assert len(slots) == 100
     assert script_calls <= 100 / 2, "one round trip per permit"
     assert max_in_window(slots, WINDOW_US) <= QPS
-    # Slots are consecutive in the shared log (none skipped while a booking was under way),
-    # apart from the first booking's wait for its reply.
-    assert achieved_rate(slots[5:]) >= 0.9 * QPS
+    # Booked ahead of need: nearly every slot was booked more than the 25 ms return trip
+    # before it came (one round trip per permit books every slot just in time, at 20/s).
+    ahead = [s for s in starts if s.slot_us - s.reserved_us >= 25_000]
+    assert len(ahead) >= 0.9 * len(starts)
+    assert achieved_rate(slots[5:]) >= 0.75 * QPS  # 0.976 when quiet; late wake-ups under load
     assert all(start.wall_us >= start.slot_us - 1000 for start in starts), "a start came early"
 
 
@@ -457,8 +487,8 @@ class ThreadWorker:
     sees of another process; a thread starts in milliseconds where an interpreter takes
     seconds, so the test can run hundreds of times."""
 
-    def __init__(self, url: str, key: str, tasks: int) -> None:
-        self.url, self.key, self.tasks = url, key, tasks
+    def __init__(self, url: str, key: str, tasks: int, **options: Any) -> None:
+        self.url, self.key, self.tasks, self.options = url, key, tasks, options
         self.started = threading.Event()
         self.stop = threading.Event()
         self.starts: list[Start] = []
@@ -486,7 +516,7 @@ class ThreadWorker:
             self.reached.set()
 
     async def _main(self) -> None:
-        limiter = RedisLimiter(self.url, key=self.key, qps=QPS)
+        limiter = RedisLimiter(self.url, key=self.key, qps=QPS, **self.options)
 
         async def one() -> None:
             while not self.stop.is_set():
@@ -507,13 +537,17 @@ class ThreadWorker:
 async def test_throttle_in_one_process_pauses_the_others(
     redis_server: RedisServer, key: str
 ) -> None:
-    workers = [ThreadWorker(redis_server.url, key, tasks=3) for _ in range(3)]
-    limiter = RedisLimiter(redis_server.url, key=key, qps=QPS, recovery_seconds=10.0)
+    workers = [
+        ThreadWorker(redis_server.url, key, tasks=3, reaction="pause-halve") for _ in range(3)
+    ]
+    limiter = RedisLimiter(
+        redis_server.url, key=key, qps=QPS, recovery_seconds=10.0, reaction="pause-halve"
+    )
     outcomes: list[ThrottleOutcome] = []
     throttle = limiter._throttle
 
-    async def recorded(pause: float, *, now_us: int | None = None) -> ThrottleOutcome:
-        outcome = await throttle(pause, now_us=now_us)
+    async def recorded(retry_after: float | None, *, now_us: int | None = None) -> ThrottleOutcome:
+        outcome = await throttle(retry_after, now_us=now_us)
         outcomes.append(outcome)
         return outcome
 
@@ -991,6 +1025,7 @@ async def check_script(
         margin=margin,
         recovery_seconds=recovery_seconds,
         lease=lease,
+        reaction="pause-halve",
     )
     limit, window = math.floor(qps), limiter._window_us
     lease_us = limiter._lease_us
@@ -1025,7 +1060,7 @@ async def check_script(
                     slots.append(slot)
             else:
                 retry_after = None if op is None else float(op)
-                outcome = await limiter._throttle(limiter._pause_for(retry_after), now_us=now)
+                outcome = await limiter._throttle(retry_after, now_us=now)
                 pause = 1.0 if retry_after is None else retry_after  # DEFAULT_THROTTLE_PAUSE
                 pause_end = max(pause_until, now + math.ceil(pause * 1_000_000))
                 assert outcome.pause_until_us == pause_end
@@ -1038,6 +1073,132 @@ async def check_script(
         assert max_in_window(slots, window) <= limit
     finally:
         await limiter.aclose()
+
+
+# -- the adaptive throttle policy, shared -----------------------------------------------
+
+
+@pytest.mark.redis
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    qps=st.floats(min_value=2.0, max_value=12.0),
+    period=st.floats(min_value=0.05, max_value=2.0),
+    margin=st.floats(min_value=0.0, max_value=0.05),
+    ops=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=300_000),
+            st.one_of(st.integers(min_value=1, max_value=5), st.none(), st.floats(0.0, 8.0)),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_script_runs_the_throttle_policy(
+    redis_server: RedisServer,
+    qps: float,
+    period: float,
+    margin: float,
+    ops: list[tuple[int, int | float | None]],
+) -> None:
+    """The script's 'adaptive' reaction against ThrottlePolicy itself as the model: same
+    cause, rate, margin and pause for every 429, same rate and margin for every booking."""
+    asyncio.run(check_policy(redis_server.url, qps, period, margin, ops))
+
+
+async def check_policy(
+    url: str, qps: float, period: float, margin: float, ops: list[tuple[int, int | float | None]]
+) -> None:
+    limiter = RedisLimiter(
+        url, key=f"tupu-test:{uuid.uuid4().hex}", qps=qps, period=period, margin=margin
+    )
+    settings_ = limiter._settings
+    base_us = 1_700_000_000_000_000
+    model = ThrottlePolicy(
+        qps,
+        settings_.period_us / 1e6,
+        margin=settings_.base_margin_us / 1e6,
+        min_rate=limiter._min_rate,
+        retry_after_cap=limiter._max_retry_after,
+    )
+    limit = math.floor(qps)
+    now = base_us
+    slots: list[int] = []
+
+    def seconds(us: float) -> float:
+        return (us - base_us) / 1e6
+
+    try:
+        for step, op in ops:
+            now += step
+            at = seconds(now)
+            if isinstance(op, int):
+                reservation = await limiter._reserve(op, now_us=now)
+                assert reservation.rate == pytest.approx(model.rate(at), rel=1e-9)
+                assert reservation.margin_us / 1e6 == pytest.approx(model.margin(at), abs=1e-9)
+                window = settings_.period_us + reservation.margin_us
+                for slot in reservation.slots_us:
+                    assert slot >= now
+                    if len(slots) >= limit:
+                        assert slot - slots[-limit] >= window - 1
+                    slots.append(slot)
+            else:
+                retry_after = None if op is None else float(op)
+                trailing = settings_.period_us + model.margin(at) * 1e6
+                own = sum(1 for t in slots[-limit:] if now - trailing < t <= now)
+                decision = model.on_throttle(at, own, limit, retry_after)
+                outcome = await limiter._throttle(retry_after, now_us=now)
+                assert outcome.cause == decision.cause
+                assert outcome.halved == decision.rate_lowered
+                assert outcome.rate == pytest.approx(decision.rate, rel=1e-9)
+                assert outcome.margin_us / 1e6 == pytest.approx(decision.margin, abs=1e-9)
+                if decision.pause_until == -math.inf:
+                    assert outcome.pause_until_us == 0
+                else:
+                    assert seconds(outcome.pause_until_us) == pytest.approx(
+                        decision.pause_until, abs=2e-6
+                    )
+                assert (outcome.jitter_throttles, outcome.foreign_throttles) == (
+                    model.jitter_throttles,
+                    model.foreign_throttles,
+                )
+        assert max_in_window(slots, limiter._window_us) <= limit
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_429_in_one_process_changes_what_another_books(
+    redis_server: RedisServer, key: str
+) -> None:
+    """Jitter widens the margin every process uses; foreign load cuts everyone's rate."""
+    one = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01, lease=1.0)
+    other = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01)
+    try:
+        seconds, micros = await one._client.time()
+        now_us = seconds * 1_000_000 + micros
+        # The log at the limit, all in the last window: the next 429 looks like our jitter.
+        booked = await one._reserve(10, now_us=now_us - 930_000)
+        assert len(booked.slots_us) == 10
+        await one.on_throttle(None)
+        assert one.belief().jitter_throttles == 1
+        assert one.belief().margin == pytest.approx(0.01 * 1.5 + 0.005)
+        await other.acquire()
+        assert other.belief().margin == pytest.approx(0.01 * 1.5 + 0.005, rel=1e-3)
+        assert other.belief().jitter_throttles == 1
+        assert other.belief().paused_until == -math.inf, "no Retry-After: no pause"
+        await one.on_throttle(None)
+        await one.on_throttle(None)  # the third within 3 s: persistent, someone else's load
+        assert one.belief().foreign_throttles == 1
+        assert one.current_rate == pytest.approx(10 * 0.7)
+        await other.acquire()
+        assert other.current_rate == pytest.approx(10 * 0.7, rel=1e-3)
+        assert other.belief().foreign_throttles == 1
+    finally:
+        await one.aclose()
+        await other.aclose()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:

@@ -28,7 +28,7 @@ from ._exceptions import TransportError
 from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
 from ._redis_clock import RedisClock, monotonic_us
 from ._redis_script import SCRIPT, Reservation, ScriptSettings, ThrottleOutcome
-from ._throttle_policy import DEFAULT_RETRY_AFTER_CAP
+from ._throttle_policy import DEFAULT_MAX_MARGIN, DEFAULT_RETRY_AFTER_CAP, LimiterBelief
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -134,11 +134,16 @@ class RedisLimiter:
     A caller that wakes up more than ``margin / 2`` after its slot (an event loop stall)
     does not start on it: it drops the slots it can no longer use and takes the next one.
 
-    Throttling (:meth:`on_throttle`, after an HTTP 429): the shared pause is extended to
-    ``now + retry_after`` (``DEFAULT_THROTTLE_PAUSE`` when None, capped at
-    ``max_retry_after``) and the shared rate is halved once per pause window, then recovers
-    by ``qps / recovery_seconds`` per second after the pause. This process drops its booked
-    slots inside the pause; other processes keep theirs (at most ``lease`` ahead).
+    Throttling (:meth:`on_throttle`, after an HTTP 429), ``reaction="adaptive"`` (default):
+    the policy of :class:`~tupu_async._throttle_policy.ThrottlePolicy`, run by the script on
+    state shared by every process. A 429 while the shared log is at the limit and isolated
+    is jitter: the shared window margin widens (up to ``max_margin``, decaying with a 60 s
+    half-life); otherwise it is foreign load: the shared rate is cut to 0.7 of itself once
+    per window and probes back CUBIC-style. Only an explicit Retry-After pauses everyone,
+    capped at ``max_retry_after``. ``reaction="pause-halve"`` is the first release's: pause
+    ``retry_after`` (1 s when None, capped) and halve the rate once per pause window,
+    recovering by ``qps / recovery_seconds`` per second. Either way this process drops its
+    booked slots inside a pause; other processes keep theirs (at most ``lease`` ahead).
 
     Redis unavailable (refused, timed out after ``redis_timeout``, or answering with an
     error such as ``READONLY`` during a failover): with ``on_unavailable="fail"`` callers
@@ -171,6 +176,8 @@ class RedisLimiter:
         outage_timeout: float = DEFAULT_TIMEOUT,
         redis_timeout: float = DEFAULT_REDIS_TIMEOUT,
         max_retry_after: float = DEFAULT_RETRY_AFTER_CAP,
+        reaction: Literal["adaptive", "pause-halve"] = "adaptive",
+        max_margin: float = DEFAULT_MAX_MARGIN,
         client: Redis | None = None,  # type: ignore[type-arg, unused-ignore]
     ) -> None:
         if not isinstance(key, str) or not key:
@@ -204,6 +211,10 @@ class RedisLimiter:
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
         if redis_timeout == 0:
             raise ValueError("redis_timeout must be > 0 seconds, e.g. redis_timeout=1.0")
+        if reaction not in ("adaptive", "pause-halve"):
+            raise ValueError(f"reaction must be 'adaptive' or 'pause-halve', got {reaction!r}")
+        if not margin <= max_margin < math.inf:
+            raise ValueError(f"max_margin must be >= margin ({margin}) seconds, got {max_margin!r}")
 
         self._url = url
         self._qps = float(qps)
@@ -230,7 +241,11 @@ class RedisLimiter:
             max_pause_us=math.ceil(self._max_retry_after * 1_000_000),
             max_ahead_us=MAX_AHEAD_WINDOWS * self._window_us + self._lease_us,
             lost_pause_us=self._window_us + self._lease_us,
+            reaction=reaction,
+            base_margin_us=round(self._margin * 1_000_000),
+            max_margin_us=round(max_margin * 1_000_000),
         )
+        self._reaction = reaction
         self._key = key
         self._keys = [f"{{{key}}}:slots", f"{{{key}}}:state"]
 
@@ -261,6 +276,8 @@ class RedisLimiter:
         self._script: Any = self._client.register_script(SCRIPT)
 
         self._current_rate = self._qps
+        self._shared_margin = self._margin
+        self._throttles = (0, 0)  # shared counts: (jitter, foreign)
         self._pause_until_us = 0  # the latest pause this process knows of, Redis clock
         self._clock = RedisClock()
         self._booked: collections.deque[_Slot] = collections.deque()
@@ -293,6 +310,20 @@ class RedisLimiter:
             return self._fallback.current_rate * self._fallback_rate_scale
         return self._current_rate
 
+    def belief(self) -> LimiterBelief:
+        """The shared rate, window margin and throttles by cause as of this process's
+        last booking or throttle; ``paused_until`` on the local monotonic clock."""
+        paused = -math.inf
+        if self._pause_until_us and self._clock.known:
+            paused = self._clock.to_local(self._pause_until_us) / 1_000_000
+        return LimiterBelief(
+            rate=self.current_rate,
+            margin=self._shared_margin,
+            jitter_throttles=self._throttles[0],
+            foreign_throttles=self._throttles[1],
+            paused_until=paused,
+        )
+
     @property
     def using_fallback(self) -> bool:
         """True while Redis is unreachable and the local fallback limits this process."""
@@ -303,7 +334,7 @@ class RedisLimiter:
         await self._take()
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
-        """The service throttled us (HTTP 429): pause every process on the key, halve the rate.
+        """The service throttled us (HTTP 429): react for every process on the key.
 
         Never raises for Redis trouble: if Redis cannot record the throttle, this process
         pauses on its own.
@@ -314,7 +345,7 @@ class RedisLimiter:
             await self._fallback.on_throttle(pause)
             return
         try:
-            outcome = await self._throttle(pause)
+            outcome = await self._throttle(retry_after)
         except self._refused_errors as exc:
             raise self._refused(exc) from exc
         except self._unavailable_errors as exc:
@@ -324,19 +355,23 @@ class RedisLimiter:
                 _redacted(self._url),
                 _describe(exc),
             )
-            if self._clock.known:
+            if self._clock.known and (self._reaction == "pause-halve" or retry_after):
                 local_end = monotonic_us() + math.ceil(pause * 1_000_000)
                 self._pause(self._clock.to_redis(local_end))
             return
         self._current_rate = outcome.rate
+        self._shared_margin = outcome.margin_us / 1_000_000
+        self._throttles = (outcome.jitter_throttles, outcome.foreign_throttles)
         self._pause(outcome.pause_until_us)
-        if outcome.halved:
-            logger.info(
-                "tupu_async: throttled; shared rate for %s lowered to %.2f per %.3g s",
-                self._key,
-                outcome.rate,
-                self._period,
-            )
+        logger.log(
+            logging.INFO if outcome.halved else logging.DEBUG,
+            "tupu_async: throttled (%s); shared rate for %s %.2f per %.3g s, margin %.1f ms",
+            outcome.cause,
+            self._key,
+            outcome.rate,
+            self._period,
+            outcome.margin_us / 1000,
+        )
 
     def on_success(self) -> None:
         """No network call: the shared rate recovers with time, computed by the script."""
@@ -492,6 +527,8 @@ class RedisLimiter:
                 self._key,
             )
         self._current_rate = reservation.rate
+        self._shared_margin = reservation.margin_us / 1_000_000
+        self._throttles = (reservation.jitter_throttles, reservation.foreign_throttles)
         for slot_us in reservation.slots_us:
             if slot_us >= self._pause_until_us:
                 self._booked.append(_Slot(slot_us, reservation.now_us))
@@ -543,8 +580,13 @@ class RedisLimiter:
             return DEFAULT_THROTTLE_PAUSE
         return min(max(0.0, float(retry_after)), self._max_retry_after)
 
-    async def _throttle(self, pause: float, *, now_us: int | None = None) -> ThrottleOutcome:
-        args = self._settings.throttle_args(math.ceil(pause * 1_000_000), now_us=now_us)
+    async def _throttle(
+        self, retry_after: float | None, *, now_us: int | None = None
+    ) -> ThrottleOutcome:
+        pause_us = math.ceil(self._pause_for(retry_after) * 1_000_000)
+        explicit = retry_after is not None and math.isfinite(retry_after) and retry_after > 0
+        retry_after_us = pause_us if explicit else -1
+        args = self._settings.throttle_args(pause_us, retry_after_us, now_us=now_us)
         return ThrottleOutcome.parse(await self._call(args))
 
     # -- Redis refused or gone -------------------------------------------------------------
