@@ -311,8 +311,7 @@ def test_redis_clock_maps_through_the_best_reply_and_never_early() -> None:
     assert not clock.known
     with pytest.raises(LookupError):
         clock.to_local(0)
-    clock.seed_rtt(7_000)
-    assert clock.recent_rtt_us == 7_000  # until a reply is observed
+    assert clock.recent_rtt_us == clock.rtt_spread_us == 0
     offset = 5_000_000  # local = redis + offset
     # Replies: sent at local s, Redis ran at local s + up, reply back `down` later.
     for sent, up, down in [(0, 3_000, 9_000), (100_000, 500, 700), (200_000, 4_000, 1_000)]:
@@ -321,6 +320,7 @@ def test_redis_clock_maps_through_the_best_reply_and_never_early() -> None:
     assert clock.to_local(1_000) == 1_000 + offset + 700  # never earlier than meant
     assert clock.to_redis(clock.to_local(1_000)) == 1_000
     assert clock.recent_rtt_us == 12_000  # the slowest of the recent round trips
+    assert clock.rtt_spread_us == 5_000 - 1_200  # the median one minus the fastest one
 
 
 def test_redis_clock_drops_its_samples_on_a_clock_step() -> None:

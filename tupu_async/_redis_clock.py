@@ -39,12 +39,6 @@ class RedisClock:
 
     def __init__(self) -> None:
         self._samples: collections.deque[tuple[int, int]] = collections.deque(maxlen=CLOCK_SAMPLES)
-        self._seed_rtt = 0
-
-    def seed_rtt(self, rtt_us: int) -> None:
-        """A round trip measured without a Redis time (e.g. loading the script): it stands
-        for :attr:`recent_rtt_us` until the first reply is observed."""
-        self._seed_rtt = max(1, rtt_us)
 
     @property
     def known(self) -> bool:
@@ -74,9 +68,20 @@ class RedisClock:
 
     @property
     def recent_rtt_us(self) -> int:
-        """The slowest of the last few round trips (the seeded one, or 0, before any)."""
+        """The slowest of the last few round trips (0 before any)."""
         recent = list(self._samples)[-RECENT_SAMPLES:]
-        return max((rtt for rtt, _ in recent), default=self._seed_rtt)
+        return max((rtt for rtt, _ in recent), default=0)
+
+    @property
+    def rtt_spread_us(self) -> int:
+        """How much slower the median recent round trip is than the fastest kept one: how
+        late a typical reply lands after the instant the mapping assumes (0 before any).
+        The median, so one slow outlier (a connection set-up) does not push it up."""
+        if not self._samples:
+            return 0
+        recent = sorted(rtt for rtt, _ in list(self._samples)[-RECENT_SAMPLES:])
+        median = recent[(len(recent) - 1) // 2]  # the lower median
+        return max(0, median - min(rtt for rtt, _ in self._samples))
 
     def to_local(self, redis_us: int) -> int:
         """The local monotonic µs of a Redis-clock instant."""

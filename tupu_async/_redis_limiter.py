@@ -271,10 +271,14 @@ class RedisLimiter:
                 socket_connect_timeout=min(REDIS_SOCKET_TIMEOUT, self._redis_timeout),
                 socket_timeout=self._redis_timeout,
                 retry=retry,
+                # RESP2: connecting costs no HELLO and maintenance-notification round
+                # trips, which matters when Redis is far away.
+                protocol=2,
             )
         self._client: Any = client
         self._script: Any = self._client.register_script(SCRIPT)
 
+        self._script_sent = False
         self._current_rate = self._qps
         self._shared_margin = self._margin
         self._throttles = (0, 0)  # shared counts: (jitter, foreign)
@@ -486,8 +490,6 @@ class RedisLimiter:
             if self._fallback is not None:
                 return
             try:
-                if not self._clock.known and self._clock.recent_rtt_us == 0:
-                    await self._prime()
                 sent = monotonic_us()
                 reservation = await self._reserve(n)
             except self._refused_errors as exc:
@@ -558,18 +560,19 @@ class RedisLimiter:
             ) from exc
         await asyncio.sleep(min(backoff, remaining))
 
-    async def _prime(self) -> None:
-        """Before the first booking: connect and load the script, timing the round trip, so
-        the first slots are booked far enough ahead to be usable when the reply lands."""
-        sent = monotonic_us()
-        await asyncio.wait_for(self._client.script_load(SCRIPT), self._redis_timeout)
-        self._clock.seed_rtt(monotonic_us() - sent)
-
     async def _call(self, args: list[str | int]) -> Any:
-        return await asyncio.wait_for(self._script(keys=self._keys, args=args), self._redis_timeout)
+        if self._script_sent:
+            call = self._script(keys=self._keys, args=args)  # EVALSHA, loading on NOSCRIPT
+        else:  # the first call sends the script itself: one round trip, not three
+            call = self._client.eval(SCRIPT, len(self._keys), *self._keys, *args)
+        reply = await asyncio.wait_for(call, self._redis_timeout)
+        self._script_sent = True
+        return reply
 
     async def _reserve(self, n: int, *, now_us: int | None = None) -> Reservation:
-        lead_us = min(self._clock.recent_rtt_us, self._lease_us)
+        # A slot maps to local time through the fastest recent reply; a slower reply lands
+        # up to the spread of round trips later, so book that much ahead of now.
+        lead_us = min(self._clock.rtt_spread_us, self._lease_us)
         known = time.monotonic() - self._last_reply < self._keep_ms / 2000
         horizon_us = lead_us + self._lease_us
         args = self._settings.acquire_args(n, lead_us, horizon_us, known=known, now_us=now_us)
