@@ -1,6 +1,7 @@
 """RedisLimiter against a real redis-server: the shared budget across connections and OS
-processes, shared throttling, Redis unreachable (fail and local fallback), cancellation,
-and the script's invariants under a synthetic clock (Hypothesis).
+processes, batched booking (Redis close by and 50 ms away behind a delaying proxy), shared
+throttling, Redis unavailable (refused, restarted, blackholed, read-only), a clock step,
+cancellation, the client wired to it, and the script's invariants under a synthetic clock.
 
 Run as a script (``python tests/test_redis_limiter.py worker ...``) this file is the
 worker process the multi-process tests start.
@@ -15,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -27,14 +29,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tupu_async import Hooks, RequestEvent
 from tupu_async._exceptions import TransportError
 from tupu_async._limiter import RateLimiter
-from tupu_async._redis_limiter import RedisLimiter
+from tupu_async._redis_clock import RedisClock
+from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
+from tupu_async._redis_script import Reservation, ThrottleOutcome
+from tupu_async._throttle_policy import ThrottlePolicy
+from tupu_async.testing import FakeTupuServer
+from tupu_async.testing._redis import (
+    DelayProxy,
+    RedisServer,
+    free_port,
+    redis_required,
+    redis_server_binary,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import itertools
 
-from tupu_async.testing._redis import RedisServer, free_port, redis_required, redis_server_binary
+from clients import in_process_client
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QPS = 50
@@ -50,19 +64,35 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    missing = None
+def _redis_missing() -> str | None:
     try:
         import redis  # noqa: F401
     except ImportError:
-        missing = "the redis package is not installed (pip install 'tupu-async[redis]')"
-    if missing is None and redis_server_binary() is None:
-        missing = "redis-server is not installed (apt-get install -y redis-server)"
+        return "the redis package is not installed (pip install 'tupu-async[redis]')"
+    if redis_server_binary() is None:
+        return "redis-server is not installed (apt-get install -y redis-server)"
+    return None
+
+
+def _skip_without_redis() -> None:
+    missing = _redis_missing()
     if missing is not None:
         if redis_required():
             pytest.fail(f"TUPU_REQUIRE_REDIS=1 but {missing}")
         pytest.skip(missing)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    _skip_without_redis()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server of this test's own, free to stop, restart or demote."""
+    _skip_without_redis()
     with RedisServer() as server:
         yield server
 
@@ -96,7 +126,7 @@ def achieved_rate(times_us: list[int]) -> float:
 @dataclass
 class Start:
     slot_us: int  # the slot on the Redis clock
-    reserved_us: int  # when the slot was taken, Redis clock
+    reserved_us: int  # when the slot was booked, Redis clock
     wall_us: int  # time.time() when acquire returned
 
 
@@ -109,13 +139,54 @@ async def hammer(limiter: RedisLimiter, tasks: int, count: int, until: float) ->
         nonlocal taken
         while taken < count and time.time() < until:
             taken += 1
-            reservation = await limiter._acquire_slot()
-            assert reservation is not None
+            slot = await limiter._take()
+            assert slot is not None
             wall_us = int(time.time() * 1_000_000)
-            starts.append(Start(reservation.slot_us, reservation.now_us, wall_us))
+            starts.append(Start(slot.slot_us, slot.reserved_us, wall_us))
 
     await asyncio.gather(*(one_task() for _ in range(tasks)))
     return starts
+
+
+def record_bookings(limiter: RedisLimiter) -> list[int]:
+    """Every slot ``limiter`` books from now on (started on or not), Redis µs."""
+    booked: list[int] = []
+    accept = limiter._accept
+
+    def accepted(reservation: Reservation, sent_us: int, received_us: int) -> None:
+        booked.extend(reservation.slots_us)
+        accept(reservation, sent_us, received_us)
+
+    limiter._accept = accepted  # type: ignore[method-assign]
+    return booked
+
+
+class LogEvent(logging.Handler):
+    """Sets an asyncio event when the ``tupu_async`` logger emits a message containing text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.event = asyncio.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.text in message:
+            self.messages.append(message)
+            self.event.set()
+
+    def __enter__(self) -> LogEvent:
+        tupu_logger = logging.getLogger("tupu_async")
+        self._level = tupu_logger.level
+        tupu_logger.setLevel(logging.DEBUG)
+        tupu_logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        tupu_logger = logging.getLogger("tupu_async")
+        tupu_logger.removeHandler(self)
+        tupu_logger.setLevel(self._level)
 
 
 def start_workers(
@@ -141,12 +212,21 @@ def start_workers(
     return workers
 
 
-def collect(workers: list[subprocess.Popen[str]]) -> list[list[Start]]:
+def wait_until_started(workers: list[subprocess.Popen[str]]) -> None:
+    """Block until every worker has made its first start (it prints 'started')."""
+    for worker in workers:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "started"
+
+
+def collect(workers: list[subprocess.Popen[str]]) -> list[tuple[list[Start], list[int]]]:
+    """Each worker's starts and booked slots."""
     results = []
     for worker in workers:
-        out, _ = worker.communicate(timeout=30)
+        out, _ = worker.communicate(timeout=60)
         assert worker.returncode == 0, out
-        results.append([Start(*row) for row in json.loads(out)])
+        report = json.loads(out.strip().splitlines()[-1])
+        results.append(([Start(*row) for row in report["starts"]], report["booked"]))
     return results
 
 
@@ -158,21 +238,29 @@ def stop_all(workers: list[subprocess.Popen[str]]) -> None:
 
 
 def worker_main(argv: list[str]) -> None:
-    """One worker process: hammer the shared limiter once the parent says go, print JSON."""
+    """One worker process: hammer the shared limiter once the parent says go, print JSON
+    of its starts and of every slot it booked."""
     url, key, tasks, count, seconds = argv[0], argv[1], int(argv[2]), int(argv[3]), float(argv[4])
 
-    async def run() -> list[Start]:
+    async def run() -> tuple[list[Start], list[int]]:
         limiter = RedisLimiter(url, key=key, qps=QPS)
+        booked = record_bookings(limiter)
         await limiter._client.ping()  # connect before the start signal
         print("ready", flush=True)
         sys.stdin.readline()
         try:
-            return await hammer(limiter, tasks, count, time.time() + seconds)
+            first = await limiter._take()
+            assert first is not None
+            print("started", flush=True)
+            wall_us = int(time.time() * 1_000_000)
+            rest = await hammer(limiter, tasks, count - 1, time.time() + seconds)
+            return [Start(first.slot_us, first.reserved_us, wall_us), *rest], booked
         finally:
             await limiter.aclose()
 
-    starts = asyncio.run(run())
-    print(json.dumps([[s.slot_us, s.reserved_us, s.wall_us] for s in starts]))
+    starts, booked = asyncio.run(run())
+    rows = [[s.slot_us, s.reserved_us, s.wall_us] for s in starts]
+    print(json.dumps({"starts": rows, "booked": booked}))
 
 
 # -- no server needed ----------------------------------------------------------------------
@@ -205,11 +293,42 @@ def test_tupu_async_imports_without_redis_package() -> None:
         ({"key": "k", "expected_workers": 0}, "expected_workers"),
         ({"key": "k", "min_rate": 100.0}, "min_rate"),
         ({"key": "k", "recovery_seconds": 0}, "recovery_seconds"),
+        ({"key": "k", "lease": -1.0}, "lease"),
+        ({"key": "k", "outage_timeout": math.nan}, "outage_timeout"),
+        ({"key": "k", "redis_timeout": 0.0}, "redis_timeout"),
+        ({"key": "k", "max_retry_after": math.inf}, "max_retry_after"),
+        ({"key": "k", "reaction": "halve"}, "reaction"),
+        ({"key": "k", "margin": 0.05, "max_margin": 0.01}, "max_margin"),
     ],
 )
 def test_rejects_bad_configuration(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         RedisLimiter(**kwargs)
+
+
+def test_redis_clock_maps_through_the_best_reply_and_never_early() -> None:
+    clock = RedisClock()
+    assert not clock.known
+    with pytest.raises(LookupError):
+        clock.to_local(0)
+    assert clock.recent_rtt_us == clock.rtt_spread_us == 0
+    offset = 5_000_000  # local = redis + offset
+    # Replies: sent at local s, Redis ran at local s + up, reply back `down` later.
+    for sent, up, down in [(0, 3_000, 9_000), (100_000, 500, 700), (200_000, 4_000, 1_000)]:
+        assert not clock.observe(sent, sent + up + down, sent + up - offset)
+    assert clock.offset_us == offset + 700  # the shortest return trip
+    assert clock.to_local(1_000) == 1_000 + offset + 700  # never earlier than meant
+    assert clock.to_redis(clock.to_local(1_000)) == 1_000
+    assert clock.recent_rtt_us == 12_000  # the slowest of the recent round trips
+    assert clock.rtt_spread_us == 5_000 - 1_200  # the median one minus the fastest one
+
+
+def test_redis_clock_drops_its_samples_on_a_clock_step() -> None:
+    clock = RedisClock()
+    clock.observe(0, 1_000, -500)
+    assert not clock.observe(10_000, 11_000, 9_600)  # within both round trips: same clock
+    assert clock.observe(20_000, 21_000, 20_500 - 3_600_000_000)  # an hour ahead: a step
+    assert clock.offset_us == 21_000 - (20_500 - 3_600_000_000)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
@@ -232,6 +351,7 @@ async def test_instances_on_separate_connections_share_one_budget(
 ) -> None:
     limiters = [RedisLimiter(redis_server.url, key=key, qps=QPS) for _ in range(4)]
     assert all(isinstance(limiter, RateLimiter) for limiter in limiters)
+    bookings = [record_bookings(limiter) for limiter in limiters]
     try:
         until = time.time() + 10
         runs = await asyncio.gather(*(hammer(limiter, 3, 30, until) for limiter in limiters))
@@ -240,10 +360,13 @@ async def test_instances_on_separate_connections_share_one_budget(
             await limiter.aclose()
     starts = [start for run in runs for start in run]
     slots = [start.slot_us for start in starts]
+    booked = sorted(slot for run in bookings for slot in run)
     assert len(slots) >= 120
-    assert max_in_window(slots, WINDOW_US) <= QPS
-    assert max_in_window(slots, 1_000_000) <= QPS
-    assert achieved_rate(slots) >= 0.9 * QPS
+    assert set(slots) <= set(booked)
+    assert max_in_window(booked, WINDOW_US) <= QPS
+    assert max_in_window(booked, 1_000_000) <= QPS
+    # The budget is kept busy; under load some booked slots are given up (late wake-ups).
+    assert achieved_rate(booked) >= 0.9 * QPS
     assert all(start.wall_us >= start.slot_us - 1000 for start in starts), "a start came early"
 
 
@@ -251,26 +374,162 @@ async def test_instances_on_separate_connections_share_one_budget(
 def test_four_processes_share_one_budget(redis_server: RedisServer, key: str) -> None:
     workers = start_workers(redis_server.url, key, processes=4, tasks=4, count=45, seconds=20)
     try:
-        runs = collect(workers)
+        reports = collect(workers)
     finally:
         stop_all(workers)
+    runs = [run for run, _ in reports]
+    booked = sorted(slot for _, slots in reports for slot in slots)
     starts = [start for run in runs for start in run]
     slots = [start.slot_us for start in starts]
     assert all(len(run) == 45 for run in runs)
-    assert max_in_window(slots, WINDOW_US) <= QPS
-    assert max_in_window(slots, 1_000_000) <= QPS
-    assert achieved_rate(slots) >= 0.9 * QPS
+    assert set(slots) <= set(booked)
+    assert max_in_window(booked, WINDOW_US) <= QPS
+    assert max_in_window(booked, 1_000_000) <= QPS
+    # The budget is kept busy; under load some booked slots are given up (late wake-ups).
+    assert achieved_rate(booked) >= 0.9 * QPS
     assert all(start.wall_us >= start.slot_us - 1000 for start in starts), "a start came early"
     walls = [start.wall_us for start in starts]  # same host: the Redis clock is time.time()
     assert max_in_window(walls, 1_000_000) <= QPS, "late wake-ups must take new slots"
-    print(
-        f"\n4 processes: {len(slots)} starts, max {max_in_window(slots, 1_000_000)} in 1 s "
-        f"(Redis slots), max {max_in_window(walls, 1_000_000)} in 1 s (wall clock), "
-        f"{achieved_rate(slots):.2f}/s achieved"
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_redis_50ms_away_books_ahead_instead_of_a_round_trip_per_permit(
+    redis_server: RedisServer, key: str
+) -> None:
+    """Behind a 50 ms round trip one process still gets the whole budget: each script call
+    books several slots, and the next call overlaps the waits."""
+    with DelayProxy(redis_server.port, delay=0.05) as proxy:
+        limiter = RedisLimiter(proxy.url, key=key, qps=QPS)
+        calls = redis_server.command_calls()
+        try:
+            starts = await hammer(limiter, tasks=20, count=100, until=time.time() + 30)
+        finally:
+            await limiter.aclose()
+    script_calls = sum(redis_server.command_calls().get(c, 0) for c in ("evalsha", "eval")) - sum(
+        calls.get(c, 0) for c in ("evalsha", "eval")
     )
+    slots = sorted(start.slot_us for start in starts)
+    assert len(slots) == 100
+    assert script_calls <= 100 / 2, "one round trip per permit"
+    assert max_in_window(slots, WINDOW_US) <= QPS
+    # Booked ahead of need: nearly every slot was booked more than the 25 ms return trip
+    # before it came (one round trip per permit books every slot just in time, at 20/s).
+    ahead = [s for s in starts if s.slot_us - s.reserved_us >= 25_000]
+    assert len(ahead) >= 0.9 * len(starts)
+    assert achieved_rate(slots[5:]) >= 0.75 * QPS  # 0.976 when quiet; late wake-ups under load
+    assert all(start.wall_us >= start.slot_us - 1000 for start in starts), "a start came early"
+
+
+# -- the line: first come, first served ----------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_acquire_serves_callers_in_arrival_order_and_a_cancelled_waiter_costs_no_slot(
+    redis_server: RedisServer, key: str
+) -> None:
+    """Through the public acquire: only the head of the line holds a slot, so cancelling
+    callers behind it wastes none, and the others start in the order they came."""
+    limiter = RedisLimiter(redis_server.url, key=key, qps=10, period=0.5, lease=0.0)
+    order: list[int] = []
+    first_started = asyncio.Event()
+
+    async def caller(index: int) -> None:
+        await limiter.acquire()
+        order.append(index)
+        first_started.set()
+
+    try:
+        await limiter.acquire()  # the log now paces everyone 51.5 ms after this
+        tasks = [asyncio.create_task(caller(i)) for i in range(8)]
+        await first_started.wait()  # caller 0 started; 1 is the head, 2-7 wait behind it
+        for task in tasks[2:5]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        booked = await limiter._client.llen(limiter._keys[0])
+    finally:
+        await limiter.aclose()
+    assert order == [0, 1, 5, 6, 7]
+    starts = 1 + len(order)
+    assert booked <= starts + 1, "cancelled callers behind the head had booked slots"
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_process_books_no_further_ahead_than_its_lease(
+    redis_server: RedisServer, key: str
+) -> None:
+    limiter = RedisLimiter(redis_server.url, key=key, qps=QPS, lease=0.1)
+    spacing_us = math.ceil(limiter._window_us / QPS)
+    try:
+        callers = [asyncio.create_task(limiter.acquire()) for _ in range(40)]
+        for done, finished in enumerate(asyncio.as_completed(callers), start=1):
+            await finished
+            if done == 10:
+                break
+        now_us = int(time.time() * 1_000_000)
+        last = int(await limiter._client.lindex(limiter._keys[0], -1))
+        await asyncio.gather(*callers)
+    finally:
+        await limiter.aclose()
+    lead_us = max(rtt for rtt, _ in limiter._clock._samples)
+    # Booked ahead: at most the lease plus a reply's lead and one slot beyond it.
+    assert last - now_us <= 100_000 + lead_us + spacing_us
 
 
 # -- throttling ----------------------------------------------------------------------------
+
+
+class ThreadWorker:
+    """Another "process" on the budget: its own RedisLimiter, connection and event loop, in
+    a thread, acquiring from ``tasks`` coroutines until stopped. Redis sees exactly what it
+    sees of another process; a thread starts in milliseconds where an interpreter takes
+    seconds, so the test can run hundreds of times."""
+
+    def __init__(self, url: str, key: str, tasks: int, **options: Any) -> None:
+        self.url, self.key, self.tasks, self.options = url, key, tasks, options
+        self.started = threading.Event()
+        self.stop = threading.Event()
+        self.starts: list[Start] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.reached = threading.Event()
+        self._after: tuple[int, int] | None = None
+
+    def count_after(self, slot_us: int, count: int) -> None:
+        """Set ``reached`` once ``count`` starts have slots at or after ``slot_us``."""
+        self._after = (slot_us, count)
+        self._check()
+
+    def _check(self) -> None:
+        after = self._after
+        if after is not None and sum(s.slot_us >= after[0] for s in self.starts) >= after[1]:
+            self.reached.set()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self.error = exc
+            self.started.set()
+            self.reached.set()
+
+    async def _main(self) -> None:
+        limiter = RedisLimiter(self.url, key=self.key, qps=QPS, **self.options)
+
+        async def one() -> None:
+            while not self.stop.is_set():
+                slot = await limiter._take()
+                assert slot is not None
+                self.starts.append(Start(slot.slot_us, slot.reserved_us, time.time_ns() // 1000))
+                self.started.set()
+                self._check()
+
+        try:
+            await asyncio.gather(*(one() for _ in range(self.tasks)))
+        finally:
+            await limiter.aclose()
 
 
 @pytest.mark.redis
@@ -278,93 +537,263 @@ def test_four_processes_share_one_budget(redis_server: RedisServer, key: str) ->
 async def test_throttle_in_one_process_pauses_the_others(
     redis_server: RedisServer, key: str
 ) -> None:
-    workers = start_workers(redis_server.url, key, processes=3, tasks=3, count=10_000, seconds=2.6)
-    limiter = RedisLimiter(redis_server.url, key=key, qps=QPS, recovery_seconds=10.0)
+    workers = [
+        ThreadWorker(redis_server.url, key, tasks=3, reaction="pause-halve") for _ in range(3)
+    ]
+    limiter = RedisLimiter(
+        redis_server.url, key=key, qps=QPS, recovery_seconds=10.0, reaction="pause-halve"
+    )
+    outcomes: list[ThrottleOutcome] = []
+    throttle = limiter._throttle
+
+    async def recorded(retry_after: float | None, *, now_us: int | None = None) -> ThrottleOutcome:
+        outcome = await throttle(retry_after, now_us=now_us)
+        outcomes.append(outcome)
+        return outcome
+
+    limiter._throttle = recorded  # type: ignore[method-assign]
     try:
-        await asyncio.sleep(0.8)
+        for worker in workers:
+            worker.thread.start()
+        for worker in workers:
+            await asyncio.to_thread(worker.started.wait)
         for _ in range(3):  # three 429s that were in flight together: one halving
             await limiter.on_throttle(retry_after=0.8)
         state = await limiter._client.hgetall(limiter._keys[1])
-        runs = await asyncio.to_thread(collect, workers)
+        for worker in workers:  # run on until each has made 10 starts after the pause
+            worker.count_after(outcomes[-1].pause_until_us, 10)
+        for worker in workers:
+            assert await asyncio.to_thread(worker.reached.wait, 60)
     finally:
-        stop_all(workers)
+        for worker in workers:
+            worker.stop.set()
+        for worker in workers:
+            await asyncio.to_thread(worker.thread.join, 30)
         await limiter.aclose()
-    throttled_at = int(state[b"throttled_at"])
-    pause_until = int(state[b"pause_until"])
+    assert all(worker.error is None for worker in workers), [w.error for w in workers]
+    runs = [worker.starts for worker in workers]
+    assert [outcome.halved for outcome in outcomes] == [True, False, False]
     assert float(state[b"throttled_rate"]) == QPS / 2
     assert limiter.current_rate == QPS / 2
-    assert 0.8e6 <= pause_until - throttled_at < 0.85e6  # the later 429s extended it slightly
+    first, final = outcomes[0], outcomes[-1]
+    assert final.pause_until_us == int(state[b"pause_until"])
+    previous = 0
+    for outcome in outcomes:  # each 429 extends the pause to 0.8 s after its script ran
+        assert outcome.pause_until_us == max(outcome.now_us + 800_000, previous)
+        previous = outcome.pause_until_us
 
     starts = sorted((start for run in runs for start in run), key=lambda s: s.slot_us)
-    # Every slot taken after the throttle, in any process, starts after the pause.
-    assert all(s.slot_us >= pause_until for s in starts if s.reserved_us > throttled_at)
-    # Slots inside the pause were all reserved before the throttle (and are few).
-    in_pause = [s for s in starts if throttled_at <= s.slot_us < pause_until]
-    assert all(s.reserved_us <= throttled_at for s in in_pause)
-    assert len(in_pause) <= 3 * 3  # at most one queued slot per worker task
-    after = [s.slot_us for s in starts if s.slot_us >= pause_until]
+    # A slot booked after a throttle ran, in any process, starts after that throttle's pause.
+    for outcome in outcomes:
+        booked_after = [s for s in starts if s.reserved_us > outcome.now_us]
+        assert all(s.slot_us >= outcome.pause_until_us for s in booked_after)
+    # Slots inside the first pause were booked before it: at most a lease (+ a slot) each.
+    in_pause = [s for s in starts if first.now_us <= s.slot_us < first.pause_until_us]
+    assert all(s.reserved_us <= first.now_us for s in in_pause)
+    spacing_us = WINDOW_US / QPS
+    assert len(in_pause) <= 3 * (math.ceil((DEFAULT_LEASE * 1e6 + 20_000) / spacing_us) + 1)
+    after = [s.slot_us for s in starts if s.slot_us >= final.pause_until_us]
     assert len(after) >= 10, "the workers kept going after the pause"
     # After the pause the shared rate is halved (25 per 1.025 s), recovering by 5/s per s.
-    first_half_second = [t for t in after if t < pause_until + 500_000]
+    first_half_second = [t for t in after if t < final.pause_until_us + 500_000]
     gaps = [b - a for a, b in itertools.pairwise(first_half_second)]
     assert min(gaps) >= WINDOW_US / (QPS / 2 + 5 * 0.5)
     assert max_in_window([s.slot_us for s in starts], WINDOW_US) <= QPS
-    quiet = after[0] - max(s.slot_us for s in starts if s.slot_us < pause_until)
-    print(
-        f"\nthrottle: {len(in_pause)} pre-reserved starts inside the pause, then "
-        f"{quiet / 1000:.0f} ms without starts; first post-pause gap {gaps[0] / 1000:.1f} ms"
-    )
 
 
 @pytest.mark.redis
 @pytest.mark.anyio
-async def test_throttle_moves_sleepers_of_this_process_past_the_pause(
+async def test_throttle_moves_the_sleeping_head_past_the_pause(
     redis_server: RedisServer, key: str
 ) -> None:
     limiter = RedisLimiter(redis_server.url, key=key, qps=QPS)
-    returned: list[int] = []
+    returned: list[_Slot] = []
+    booked = asyncio.Event()
+    accept = limiter._accept
+
+    def accepted(reservation: Reservation, sent_us: int, received_us: int) -> None:
+        accept(reservation, sent_us, received_us)
+        booked.set()
+
+    limiter._accept = accepted  # type: ignore[method-assign]
 
     async def one() -> None:
-        reservation = await limiter._acquire_slot()
-        assert reservation is not None
-        returned.append(reservation.slot_us)
+        slot = await limiter._take()
+        assert slot is not None
+        returned.append(slot)
 
     try:
-        tasks = [asyncio.create_task(one()) for _ in range(10)]  # slots over ~0.2 s
-        await asyncio.sleep(0.05)
+        await limiter._take()  # the log now paces the next ones 20.5 ms apart
+        tasks = [asyncio.create_task(one()) for _ in range(10)]
+        await booked.wait()  # the head has booked slots and sleeps on the first
         await limiter.on_throttle(retry_after=0.3)
         await asyncio.gather(*tasks)
         state = await limiter._client.hgetall(limiter._keys[1])
     finally:
         await limiter.aclose()
     throttled_at, pause_until = int(state[b"throttled_at"]), int(state[b"pause_until"])
-    slots = returned
-    assert len(slots) == 10
-    assert all(slot < throttled_at or slot >= pause_until for slot in slots)
-    assert any(slot >= pause_until for slot in slots)
+    assert len(returned) == 10
+    assert all(s.slot_us < throttled_at or s.slot_us >= pause_until for s in returned)
+    assert any(s.slot_us >= pause_until for s in returned)
 
 
-# -- Redis unreachable ---------------------------------------------------------------------
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_retry_after_is_capped(redis_server: RedisServer, key: str) -> None:
+    limiter = RedisLimiter(redis_server.url, key=key, qps=QPS, max_retry_after=0.2)
+    try:
+        await limiter.on_throttle(retry_after=1e9)
+        state = await limiter._client.hgetall(limiter._keys[1])
+        began = time.monotonic()
+        slot = await limiter._take()
+        waited = time.monotonic() - began
+    finally:
+        await limiter.aclose()
+    assert int(state[b"pause_until"]) - int(state[b"throttled_at"]) == 200_000
+    assert slot is not None
+    assert slot.slot_us >= int(state[b"pause_until"])
+    assert waited < 5.0
+
+
+# -- Redis unavailable ---------------------------------------------------------------------
 
 
 @pytest.mark.anyio
-async def test_unreachable_redis_fails_with_what_to_do() -> None:
+async def test_unreachable_redis_fails_after_the_outage_timeout_with_what_to_do() -> None:
     port = free_port()
-    limiter = RedisLimiter(f"redis://:hunter2@127.0.0.1:{port}/0", key="k")
+    limiter = RedisLimiter(
+        f"redis://:hunter2@127.0.0.1:{port}/0", key="k", outage_timeout=0.3, redis_timeout=0.2
+    )
     try:
+        began = time.monotonic()
         with pytest.raises(TransportError) as caught:
             await limiter.acquire()
+        assert time.monotonic() - began >= 0.3, "it waited for Redis to come back"
         message = str(caught.value)
         assert f"127.0.0.1:{port}" in message
         assert "start Redis" in message
         assert "on_unavailable='local'" in message
         assert "hunter2" not in message
         assert "hunter2" not in repr(limiter)
+        # Past the timeout, the next caller is told at once (one attempt, no new wait).
+        began = time.monotonic()
         with pytest.raises(TransportError):
-            await limiter.on_throttle(1.0)
+            await limiter.acquire()
+        assert time.monotonic() - began < 0.3
+        await limiter.on_throttle(1.0)  # cannot share it: pauses locally, never raises
         limiter.on_success()  # no network call, so nothing to fail
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_redis_restarted_mid_run_costs_no_image(own_redis: RedisServer, key: str) -> None:
+    """The client on a RedisLimiter, Redis stopped for 0.4 s and restarted empty mid-run:
+    every image comes back once and ok, and the service never sees more than 50 in 1 s."""
+    server = FakeTupuServer()
+    limiter = RedisLimiter(own_redis.url, key=key, qps=QPS)
+    requests_seen = asyncio.Event()
+    sent = 0
+
+    def on_request(event: RequestEvent) -> None:
+        nonlocal sent
+        sent += 1
+        if sent == 20:
+            requests_seen.set()
+
+    client = in_process_client(server, limiter=limiter, hooks=Hooks(on_request=on_request))
+    lost_state = LogEvent("lost the shared limiter state")
+
+    async def outage() -> None:
+        await requests_seen.wait()
+        await asyncio.to_thread(own_redis.stop)
+        await asyncio.sleep(0.4)
+        await asyncio.to_thread(own_redis.start)
+
+    urls = [f"https://img.example.com/b/{i:07d}.jpg" for i in range(1000)]
+    with lost_state:
+        async with client:
+            restart = asyncio.create_task(outage())
+            results = await client.recognize_many(urls)
+            await restart
+    assert [r.name for r in results] == urls
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    assert server.stats.http_429 == 0
+    assert server.stats.max_in_window(1.0) <= QPS
+    assert lost_state.messages, "the restart lost the state and the limiter paused for it"
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_blackholed_redis_fails_closed_then_resumes(
+    redis_server: RedisServer, key: str
+) -> None:
+    with DelayProxy(redis_server.port, delay=0.01) as proxy:
+        limiter = RedisLimiter(proxy.url, key=key, qps=QPS, redis_timeout=0.2, lease=0.05)
+        outage = LogEvent("unavailable")
+        try:
+            with outage:
+                await hammer(limiter, 5, 10, time.time() + 30)
+                proxy.blackhole()
+                taking = asyncio.create_task(hammer(limiter, 5, 20, time.time() + 30))
+                await outage.event.wait()
+                blocked_at = int(time.time() * 1_000_000)
+                await asyncio.sleep(0.3)  # an outage of at least this long
+                proxy.restore()
+                starts = await taking
+        finally:
+            await limiter.aclose()
+    assert len(starts) == 20
+    during = [s for s in starts if blocked_at < s.wall_us < blocked_at + 300_000]
+    # Only slots booked before the outage (at most the lease ahead) start during it.
+    assert all(s.slot_us <= blocked_at + 50_000 + 60_000 for s in during)
+    assert max_in_window([s.slot_us for s in starts], WINDOW_US) <= QPS
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_read_only_replica_is_waited_out_until_promoted(
+    redis_server: RedisServer, own_redis: RedisServer, key: str
+) -> None:
+    """READONLY (a failover in progress) takes the outage path: wait, retry, then go on."""
+    import redis.asyncio
+
+    admin: Any = redis.asyncio.Redis.from_url(own_redis.url)
+    await admin.replicaof("127.0.0.1", redis_server.port)
+    limiter = RedisLimiter(own_redis.url, key=key, qps=QPS, outage_timeout=30.0)
+    outage = LogEvent("ReadOnlyError")
+    try:
+        with outage:
+            taking = asyncio.create_task(limiter._take())
+            await outage.event.wait()
+            assert not taking.done(), "no start without a shared slot"
+            await admin.replicaof("NO", "ONE")
+            slot = await taking
+    finally:
+        await limiter.aclose()
+        await admin.aclose()
+    assert slot is not None
+    assert "READONLY" in outage.messages[0] or "read only" in outage.messages[0].lower()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_read_only_redis_past_the_timeout_raises_a_transport_error(
+    redis_server: RedisServer, own_redis: RedisServer, key: str
+) -> None:
+    import redis.asyncio
+
+    admin: Any = redis.asyncio.Redis.from_url(own_redis.url)
+    await admin.replicaof("127.0.0.1", redis_server.port)
+    limiter = RedisLimiter(own_redis.url, key=key, qps=QPS, outage_timeout=0.2)
+    try:
+        with pytest.raises(TransportError, match="promote a writable primary"):
+            await limiter.acquire()
+    finally:
+        await limiter.aclose()
+        await admin.replicaof("NO", "ONE")
+        await admin.aclose()
 
 
 @pytest.mark.redis
@@ -381,13 +810,15 @@ async def test_unreachable_redis_falls_back_locally_then_reconnects(
         on_unavailable="local",
         expected_workers=4,
     )
+    limiter._reconnect_interval = 0.05  # do not wait RECONNECT_INTERVAL in a test
     caplog.set_level(logging.WARNING, logger="tupu_async")
+    back = LogEvent("reachable again")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             began = time.monotonic()
             for _ in range(4):
-                assert await limiter._acquire_slot() is None
+                assert await limiter._take() is None
             elapsed = time.monotonic() - began
         assert len(caught) == 1, "one warning, not one per call"
         assert issubclass(caught[0].category, RuntimeWarning)
@@ -397,38 +828,99 @@ async def test_unreachable_redis_falls_back_locally_then_reconnects(
         assert limiter.current_rate == 10.0
         assert elapsed >= 3 * 0.515 / 10 - 0.002  # paced at 10 per 0.515 s locally
 
-        with RedisServer(port=port):
-            limiter._next_reconnect = 0.0  # do not wait RECONNECT_INTERVAL in a test
-            slot = await limiter._acquire_slot()
+        with back, RedisServer(port=port):
+            await back.event.wait()  # the background probe found it
+            slot = await limiter._take()
             assert slot is not None
             assert not limiter.using_fallback
-            assert any("reachable again" in r.getMessage() for r in caplog.records)
     finally:
         await limiter.aclose()
 
 
-# -- cancellation, lifetimes, keys ---------------------------------------------------------
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_blackholed_redis_with_local_fallback_keeps_granting(
+    redis_server: RedisServer, key: str
+) -> None:
+    """The reconnect probe runs in the background: while Redis stays blackholed, callers
+    are served by the local fallback, not parked behind a probe for seconds."""
+    with DelayProxy(redis_server.port) as proxy:
+        limiter = RedisLimiter(
+            proxy.url, key=key, qps=QPS, on_unavailable="local", redis_timeout=0.2
+        )
+        limiter._reconnect_interval = 0.1  # many probes during the blackhole
+        probes = LogEvent("still unreachable")
+        try:
+            await limiter.acquire()
+            proxy.blackhole()
+            with warnings.catch_warnings(), probes:
+                warnings.simplefilter("ignore")
+                granted_during_probes = 0
+                while len(probes.messages) < 3:
+                    assert await limiter._take() is None
+                    granted_during_probes += 1
+        finally:
+            await limiter.aclose()
+    # Three failed probes of 0.1 s interval + 0.2 s timeout each: ~0.9 s at 50/s locally.
+    assert granted_during_probes >= 20
+
+
+# -- a clock step ------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_booking_absurdly_far_ahead_is_pulled_back(
+    redis_server: RedisServer, key: str
+) -> None:
+    """A log and a pause an hour ahead (the clock of a failed-over server) cost at most
+    max_retry_after plus the bound on legitimate bookings, not an hour."""
+    limiter = RedisLimiter(redis_server.url, key=key, qps=10, period=0.05, max_retry_after=0.3)
+    far_us = int(time.time() * 1_000_000) + 3600 * 1_000_000
+    pulled = LogEvent("pulled back")
+    try:
+        await limiter._client.rpush(limiter._keys[0], *[str(far_us + i) for i in range(10)])
+        await limiter._client.hset(limiter._keys[1], mapping={"pause_until": str(far_us)})
+        with pulled:
+            reservation = await limiter._reserve(1)
+            limiter._accept(reservation, reservation.now_us, reservation.now_us)
+        log = [int(slot) for slot in await limiter._client.lrange(limiter._keys[0], 0, -1)]
+    finally:
+        await limiter.aclose()
+    bound_us = 300_000 + limiter._settings.max_ahead_us + limiter._window_us
+    assert reservation.clamped
+    assert pulled.messages
+    assert reservation.slots_us[0] - reservation.now_us <= bound_us
+    assert max(log) - reservation.now_us <= bound_us
+    assert log == sorted(log)
+
+
+# -- cancellation, lifetimes, keys, the client ---------------------------------------------
 
 
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_cancelled_while_sleeping(redis_server: RedisServer, key: str) -> None:
-    limiter = RedisLimiter(redis_server.url, key=key, qps=10, period=0.5)
+    limiter = RedisLimiter(redis_server.url, key=key, qps=10, period=0.5, lease=0.0)
     spacing_us = math.ceil(limiter._window_us / 10)
+    taken = asyncio.Event()
+    top_up = limiter._top_up
+
+    def slot_taken(*, heads_slot_taken: bool) -> None:  # the head took its slot: it sleeps
+        top_up(heads_slot_taken=heads_slot_taken)
+        taken.set()
+
     try:
-        first = await limiter._acquire_slot()
-        taken = await limiter._client.llen(limiter._keys[0])
-        second = asyncio.create_task(limiter._acquire_slot())
-        for _ in range(1000):  # until the second caller has its slot and sleeps
-            if await limiter._client.llen(limiter._keys[0]) > taken:
-                break
-            await asyncio.sleep(0.001)
+        first = await limiter._take()
+        limiter._top_up = slot_taken  # type: ignore[method-assign]
+        second = asyncio.create_task(limiter._take())
+        await taken.wait()
         began = time.monotonic()
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
             await second
         assert time.monotonic() - began < spacing_us / 2_000_000, "cancelled at once"
-        third = await limiter._acquire_slot()
+        third = await limiter._take()
     finally:
         await limiter.aclose()
     assert first is not None
@@ -451,10 +943,29 @@ async def test_client_passed_in_is_used_and_left_open(redis_server: RedisServer,
         assert 0 < ttl <= limiter._keep_ms + 1000
         # The other key is independent: its first start is immediate.
         other = RedisLimiter(key=key + ":other", qps=2, client=client)
-        reservation = await other._reserve()
-        assert reservation.delay == 0
+        reservation = await other._reserve(1)
+        assert reservation.slots_us == (reservation.now_us,)
     finally:
         await client.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_async_tupu_client_runs_on_a_redis_limiter(
+    redis_server: RedisServer, key: str
+) -> None:
+    server = FakeTupuServer()
+    limiter = RedisLimiter(redis_server.url, key=key, qps=QPS)
+    urls = [f"https://img.example.com/b/{i:07d}.jpg" for i in range(300)]
+    async with in_process_client(server, limiter=limiter) as client:
+        assert client.limiter is limiter
+        results = await client.recognize_many(urls)
+        booked = await limiter._client.llen(limiter._keys[0])
+    assert [r.name for r in results] == urls
+    assert all(r.ok for r in results)
+    assert booked >= server.stats.total_requests == 30, "every request took a shared slot"
+    assert server.stats.http_429 == 0
+    assert server.stats.max_in_window(1.0) <= QPS
 
 
 # -- the script's invariants under a synthetic clock ---------------------------------------
@@ -463,8 +974,8 @@ ACQUIRE = "acquire"
 operations = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=300_000),  # microseconds since the previous op
-        st.one_of(  # a reservation, or a 429 with or without Retry-After
-            st.just(ACQUIRE), st.none(), st.floats(min_value=0.0, max_value=1.0)
+        st.one_of(  # a booking of 1-5 slots, or a 429 with or without Retry-After
+            st.integers(min_value=1, max_value=5), st.none(), st.floats(0.0, 1.0)
         ),
     ),
     min_size=1,
@@ -481,6 +992,7 @@ operations = st.lists(
     period=st.floats(min_value=0.05, max_value=2.0),
     margin=st.floats(min_value=0.0, max_value=0.05),
     recovery_seconds=st.floats(min_value=0.5, max_value=20.0),
+    lease=st.floats(min_value=0.0, max_value=0.5),
     ops=operations,
 )
 def test_script_invariants(
@@ -489,10 +1001,11 @@ def test_script_invariants(
     period: float,
     margin: float,
     recovery_seconds: float,
-    ops: list[tuple[int, str | float | None]],
+    lease: float,
+    ops: list[tuple[int, int | float | None]],
 ) -> None:
     """The Lua script on a synthetic clock against a model of the rate and the pause."""
-    asyncio.run(check_script(redis_server.url, qps, period, margin, recovery_seconds, ops))
+    asyncio.run(check_script(redis_server.url, qps, period, margin, recovery_seconds, lease, ops))
 
 
 async def check_script(
@@ -501,7 +1014,8 @@ async def check_script(
     period: float,
     margin: float,
     recovery_seconds: float,
-    ops: list[tuple[int, str | float | None]],
+    lease: float,
+    ops: list[tuple[int, int | float | None]],
 ) -> None:
     limiter = RedisLimiter(
         url,
@@ -510,8 +1024,11 @@ async def check_script(
         period=period,
         margin=margin,
         recovery_seconds=recovery_seconds,
+        lease=lease,
+        reaction="pause-halve",
     )
     limit, window = math.floor(qps), limiter._window_us
+    lease_us = limiter._lease_us
     now = 1_700_000_000_000_000
     slots: list[int] = []
     pause_until, halve_guard = 0, 0
@@ -526,18 +1043,21 @@ async def check_script(
     try:
         for step, op in ops:
             now += step
-            if op == ACQUIRE:
-                reservation = await limiter._reserve(now_us=now)
-                slot = reservation.slot_us
+            if isinstance(op, int):
+                reservation = await limiter._reserve(op, now_us=now)
                 assert reservation.now_us == now
-                assert slot >= now
-                assert slot >= pause_until
+                assert 1 <= len(reservation.slots_us) <= op
                 assert reservation.rate == pytest.approx(model_rate(now), rel=1e-9)
-                if slots:
-                    assert slot - slots[-1] >= window / reservation.rate - 1
-                if len(slots) >= limit:
-                    assert slot - slots[-limit] >= window  # floor(qps) per window, exactly
-                slots.append(slot)
+                for k, slot in enumerate(reservation.slots_us):
+                    assert slot >= now
+                    assert slot >= pause_until
+                    if k > 0:
+                        assert slot <= now + lease_us, "extra slots only within the lease"
+                    if slots:
+                        assert slot - slots[-1] >= window / reservation.rate - 1
+                    if len(slots) >= limit:
+                        assert slot - slots[-limit] >= window  # floor(qps) per window, exactly
+                    slots.append(slot)
             else:
                 retry_after = None if op is None else float(op)
                 outcome = await limiter._throttle(retry_after, now_us=now)
@@ -553,6 +1073,132 @@ async def check_script(
         assert max_in_window(slots, window) <= limit
     finally:
         await limiter.aclose()
+
+
+# -- the adaptive throttle policy, shared -----------------------------------------------
+
+
+@pytest.mark.redis
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    qps=st.floats(min_value=2.0, max_value=12.0),
+    period=st.floats(min_value=0.05, max_value=2.0),
+    margin=st.floats(min_value=0.0, max_value=0.05),
+    ops=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=300_000),
+            st.one_of(st.integers(min_value=1, max_value=5), st.none(), st.floats(0.0, 8.0)),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_script_runs_the_throttle_policy(
+    redis_server: RedisServer,
+    qps: float,
+    period: float,
+    margin: float,
+    ops: list[tuple[int, int | float | None]],
+) -> None:
+    """The script's 'adaptive' reaction against ThrottlePolicy itself as the model: same
+    cause, rate, margin and pause for every 429, same rate and margin for every booking."""
+    asyncio.run(check_policy(redis_server.url, qps, period, margin, ops))
+
+
+async def check_policy(
+    url: str, qps: float, period: float, margin: float, ops: list[tuple[int, int | float | None]]
+) -> None:
+    limiter = RedisLimiter(
+        url, key=f"tupu-test:{uuid.uuid4().hex}", qps=qps, period=period, margin=margin
+    )
+    settings_ = limiter._settings
+    base_us = 1_700_000_000_000_000
+    model = ThrottlePolicy(
+        qps,
+        settings_.period_us / 1e6,
+        margin=settings_.base_margin_us / 1e6,
+        min_rate=limiter._min_rate,
+        retry_after_cap=limiter._max_retry_after,
+    )
+    limit = math.floor(qps)
+    now = base_us
+    slots: list[int] = []
+
+    def seconds(us: float) -> float:
+        return (us - base_us) / 1e6
+
+    try:
+        for step, op in ops:
+            now += step
+            at = seconds(now)
+            if isinstance(op, int):
+                reservation = await limiter._reserve(op, now_us=now)
+                assert reservation.rate == pytest.approx(model.rate(at), rel=1e-9)
+                assert reservation.margin_us / 1e6 == pytest.approx(model.margin(at), abs=1e-9)
+                window = settings_.period_us + reservation.margin_us
+                for slot in reservation.slots_us:
+                    assert slot >= now
+                    if len(slots) >= limit:
+                        assert slot - slots[-limit] >= window - 1
+                    slots.append(slot)
+            else:
+                retry_after = None if op is None else float(op)
+                trailing = settings_.period_us + model.margin(at) * 1e6
+                own = sum(1 for t in slots[-limit:] if now - trailing < t <= now)
+                decision = model.on_throttle(at, own, limit, retry_after)
+                outcome = await limiter._throttle(retry_after, now_us=now)
+                assert outcome.cause == decision.cause
+                assert outcome.halved == decision.rate_lowered
+                assert outcome.rate == pytest.approx(decision.rate, rel=1e-9)
+                assert outcome.margin_us / 1e6 == pytest.approx(decision.margin, abs=1e-9)
+                if decision.pause_until == -math.inf:
+                    assert outcome.pause_until_us == 0
+                else:
+                    assert seconds(outcome.pause_until_us) == pytest.approx(
+                        decision.pause_until, abs=2e-6
+                    )
+                assert (outcome.jitter_throttles, outcome.foreign_throttles) == (
+                    model.jitter_throttles,
+                    model.foreign_throttles,
+                )
+        assert max_in_window(slots, limiter._window_us) <= limit
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_429_in_one_process_changes_what_another_books(
+    redis_server: RedisServer, key: str
+) -> None:
+    """Jitter widens the margin every process uses; foreign load cuts everyone's rate."""
+    one = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01, lease=1.0)
+    other = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01)
+    try:
+        seconds, micros = await one._client.time()
+        now_us = seconds * 1_000_000 + micros
+        # The log at the limit, all in the last window: the next 429 looks like our jitter.
+        booked = await one._reserve(10, now_us=now_us - 930_000)
+        assert len(booked.slots_us) == 10
+        await one.on_throttle(None)
+        assert one.belief().jitter_throttles == 1
+        assert one.belief().margin == pytest.approx(0.01 * 1.5 + 0.005)
+        await other.acquire()
+        assert other.belief().margin == pytest.approx(0.01 * 1.5 + 0.005, rel=1e-3)
+        assert other.belief().jitter_throttles == 1
+        assert other.belief().paused_until == -math.inf, "no Retry-After: no pause"
+        await one.on_throttle(None)
+        await one.on_throttle(None)  # the third within 3 s: persistent, someone else's load
+        assert one.belief().foreign_throttles == 1
+        assert one.current_rate == pytest.approx(10 * 0.7)
+        await other.acquire()
+        assert other.current_rate == pytest.approx(10 * 0.7, rel=1e-3)
+        assert other.belief().foreign_throttles == 1
+    finally:
+        await one.aclose()
+        await other.aclose()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:

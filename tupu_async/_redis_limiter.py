@@ -1,8 +1,9 @@
 """The Redis-backed rate limiter: one QPS budget shared by every process and host.
 
-Holds :class:`RedisLimiter` (the ``[redis]`` extra, asyncio only), the Lua script that
-makes each reservation atomic on the Redis server, and the small in-process pacer it
-falls back to when Redis is unreachable and ``on_unavailable="local"``.
+Holds :class:`RedisLimiter` (the ``[redis]`` extra, asyncio only). The Lua script lives in
+:mod:`._redis_script`, the Redis-to-local clock mapping in :mod:`._redis_clock`; when
+Redis is unreachable and ``on_unavailable="local"`` the limiter falls back to a
+:class:`~tupu_async._limiter.LocalLimiter`.
 
 The ``redis`` package is imported only when a :class:`RedisLimiter` is constructed, so
 ``import tupu_async`` works without it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import importlib
 import logging
 import math
@@ -21,146 +23,57 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from ._constants import DEFAULT_TIMEOUT
 from ._exceptions import TransportError
 from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
+from ._redis_clock import RedisClock, monotonic_us
+from ._redis_script import SCRIPT, Reservation, ScriptSettings, ThrottleOutcome
+from ._throttle_policy import DEFAULT_MAX_MARGIN, DEFAULT_RETRY_AFTER_CAP, LimiterBelief
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisLimiter"]
+__all__ = ["DEFAULT_LEASE", "DEFAULT_SHARED_MARGIN", "RedisLimiter"]
 
-#: The window margin for a shared budget. Wider than the local limiter's 15 ms: requests
-#: of several processes reach the service with independent send delays (measured with 4
-#: workers: p99 7.5 ms, max 17.8 ms, and a 17 ms one made the only overrun), and a
-#: shared limiter cannot see when each request really left. 25 ms costs 1% of rate.
+#: The window margin for a shared budget: requests of several processes reach the service
+#: with independent send delays that a shared limiter cannot see; 25 ms costs 2.5% of rate.
 DEFAULT_SHARED_MARGIN: Final = 0.025
+#: How far ahead of now (seconds) a process may book slots for callers already waiting.
+#: It must exceed a few round trips to Redis so the next booking lands before the last
+#: booked slot is used; 0.25 s covers Redis up to ~80 ms away.
+DEFAULT_LEASE: Final = 0.25
 
 logger = logging.getLogger("tupu_async")
 
-#: Socket timeouts for a client the limiter creates itself: a Redis that does not answer
-#: must turn into an error (or the local fallback) quickly, not hang every request.
+#: Connect timeout of a client the limiter creates itself.
 REDIS_SOCKET_TIMEOUT: Final = 2.0
-#: With ``on_unavailable="local"``, how often (seconds) to try Redis again after it failed.
+#: One Redis call slower than this (seconds) counts as Redis being unavailable.
+DEFAULT_REDIS_TIMEOUT: Final = 1.0
+#: With ``on_unavailable="local"``, how often (seconds) a background probe tries Redis.
 RECONNECT_INTERVAL: Final = 5.0
-#: Ceiling on one pause, whatever a Retry-After header says (seconds).
-MAX_PAUSE: Final = 300.0
+#: Log entries further than this many windows after now (or the pause end) are a clock
+#: step and are pulled back; legitimate bookings are at most ``lease`` plus one slot per
+#: process ahead.
+MAX_AHEAD_WINDOWS: Final = 10
 #: A caller that wakes up later than this fraction of ``margin`` after its slot (an event
 #: loop stall) does not start on it: it takes a new slot (at most MAX_LATE_RETRIES times).
 LATE_FRACTION_OF_MARGIN: Final = 0.5
 MAX_LATE_RETRIES: Final = 3
-#: Replies remembered to map the Redis clock onto the local one (NTP-style minimum filter).
-CLOCK_SAMPLES: Final = 32
+#: Backoff between reservation attempts while Redis is unavailable (seconds).
+OUTAGE_BACKOFF_FIRST: Final = 0.05
+OUTAGE_BACKOFF_MAX: Final = 0.5
 
-# One script, two operations; see the algorithm in RedisLimiter's docstring. All times are
-# integer microseconds on the Redis server's clock (exact in a Lua double up to 2**53).
-# KEYS[1] slot log: a list of reserved start times, oldest first, at most `limit` long.
-# KEYS[2] state hash: pause_until, throttled_rate, halve_guard, throttled_at.
-# ARGV: 1 op ('acquire' | 'throttle'), 2 now override ('' = the Redis clock; tests only),
-#       3 limit = floor(qps), 4 window_us = period + margin, 5 qps, 6 min_rate,
-#       7 recovery (rate regained per second once a pause is over), 8 keep_ms (how long the
-#       keys outlive their last future time), 9 pause_us (throttle only).
-_SCRIPT: Final = """
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local now
-if ARGV[2] ~= '' then
-  now = tonumber(ARGV[2])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local limit = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-local qps = tonumber(ARGV[5])
-local min_rate = tonumber(ARGV[6])
-local recovery = tonumber(ARGV[7])
-local keep_ms = tonumber(ARGV[8])
-
-local st = redis.call('HMGET', KEYS[2], 'pause_until', 'throttled_rate', 'halve_guard')
-local pause_until = tonumber(st[1]) or 0
-local throttled_rate = tonumber(st[2])
-local halve_guard = tonumber(st[3]) or 0
-
-local function rate_at(t)
-  if not throttled_rate then return qps end
-  local since = t - pause_until
-  if since < 0 then since = 0 end
-  local r = throttled_rate + recovery * since / 1000000
-  if r > qps then r = qps end
-  return r
-end
-local function fmt(x) return string.format('%.0f', x) end
-local function keep(horizon)
-  local ttl = math.ceil((horizon - now) / 1000) + keep_ms
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-end
-
-if ARGV[1] == 'acquire' then
-  local rate = rate_at(now)
-  local slot = now
-  local last = redis.call('LINDEX', KEYS[1], -1)
-  if last then
-    local paced = tonumber(last) + math.ceil(window / rate)
-    if paced > slot then slot = paced end
-  end
-  if pause_until > slot then slot = pause_until end
-  if redis.call('LLEN', KEYS[1]) >= limit then
-    local oldest = tonumber(redis.call('LINDEX', KEYS[1], -limit))
-    if oldest + window > slot then slot = oldest + window end
-  end
-  redis.call('RPUSH', KEYS[1], fmt(slot))
-  redis.call('LTRIM', KEYS[1], -limit, -1)
-  local horizon = slot
-  if pause_until > horizon then horizon = pause_until end
-  keep(horizon)
-  return {fmt(slot), fmt(now), string.format('%.17g', rate)}
-elseif ARGV[1] == 'throttle' then
-  local pause_end = now + tonumber(ARGV[9])
-  if pause_until > pause_end then pause_end = pause_until end
-  local halved = 0
-  if now >= halve_guard then
-    local rate = rate_at(now) / 2
-    if rate < min_rate then rate = min_rate end
-    throttled_rate = rate
-    halve_guard = pause_end
-    if now + window > halve_guard then halve_guard = now + window end
-    redis.call('HSET', KEYS[2], 'throttled_rate', string.format('%.17g', rate),
-               'halve_guard', fmt(halve_guard), 'throttled_at', fmt(now))
-    halved = 1
-  end
-  pause_until = pause_end
-  redis.call('HSET', KEYS[2], 'pause_until', fmt(pause_until))
-  local horizon = pause_until
-  local last = redis.call('LINDEX', KEYS[1], -1)
-  if last and tonumber(last) > horizon then horizon = tonumber(last) end
-  keep(horizon)
-  return {fmt(pause_until), fmt(now), string.format('%.17g', rate_at(now)), tostring(halved)}
-end
-return redis.error_reply('tupu-async limiter script: unknown operation ' .. tostring(ARGV[1]))
-"""
+# Kept for callers of the first release: the longest pause a Retry-After can cause, by
+# default the same cap as the local limiter's throttle policy.
+MAX_PAUSE: Final = DEFAULT_RETRY_AFTER_CAP
 
 
 @dataclass(frozen=True)
-class _Reservation:
-    """One slot taken in the shared log: its start time and the time it was taken (Redis µs)."""
+class _Slot:
+    """One booked start time and the time it was booked (both Redis µs)."""
 
     slot_us: int
-    now_us: int
-    rate: float
-
-    @property
-    def delay(self) -> float:
-        return max(0.0, (self.slot_us - self.now_us) / 1_000_000)
-
-
-@dataclass(frozen=True)
-class _ThrottleOutcome:
-    """What a throttle did to the shared state (Redis µs)."""
-
-    pause_until_us: int
-    now_us: int
-    rate: float
-    halved: bool
+    reserved_us: int
 
 
 def _import_redis_asyncio() -> Any:
@@ -197,61 +110,51 @@ def _require_asyncio() -> None:
         ) from None
 
 
-def _monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RedisLimiter:
     """A QPS budget shared through Redis by every process and host that uses the same key.
 
     Guarantee: across ALL processes using the same Redis and ``key`` (with the same ``qps``,
     ``period`` and ``margin``), no more than ``floor(qps)`` request starts fall in any window
     of ``period + margin`` seconds, hence never more than ``floor(qps)`` in any trailing
-    ``period`` even when each start is up to ``margin`` late (send jitter). Starts are also
-    paced ``(period + margin) / current_rate`` apart, so the budget is spread evenly.
-    Slot times are on the Redis server's clock (``TIME``), so hosts with skewed clocks agree.
+    ``period`` even when each start is up to ``margin`` late. Starts are paced
+    ``(period + margin) / current_rate`` apart. Slot times are on the Redis server's clock
+    (``TIME``), so hosts with skewed clocks agree.
 
-    ``key`` names the budget: use one per Tupu secret id, e.g. ``key=f"tupu:{secret_id}"``
-    (the client passes its secret id). The keys ``{key}:slots`` and ``{key}:state`` are used
-    (hash-tagged, so they work on Redis Cluster) and expire on their own when idle.
+    ``key`` names the budget: one per Tupu secret id, e.g. ``key=f"tupu:{secret_id}"``. The
+    keys ``{key}:slots`` and ``{key}:state`` are used (hash-tagged, for Redis Cluster) and
+    expire on their own when idle.
 
-    How it works: :meth:`acquire` runs ONE Lua script (one round trip) that atomically
-    computes the next free slot = max(now, last slot + spacing, the ``floor(qps)``-th latest
-    slot + period + margin, pause end), appends it to the log (trimmed to ``floor(qps)``
-    entries), refreshes the keys' TTL and returns the delay; the caller then sleeps exactly
-    that delay. No lock is held across network I/O and nobody polls.
+    Booking: callers of one process queue locally, first come first served; only the head
+    of the line sleeps. The process books slots in batches with one script call each (see
+    :mod:`._redis_script`): as many as callers are waiting, but none further than ``lease``
+    seconds ahead, and books again while the last booked slot is less than ``lease`` ahead.
+    So the round trip to Redis overlaps the waits instead of adding to each permit.
+    Booked slots that go unused (a cancelled head, a late wake-up, a throttle) stay counted.
 
-    Throttling (:meth:`on_throttle`, after an HTTP 429): the same script sets the shared
-    pause end to ``now + retry_after`` (``DEFAULT_THROTTLE_PAUSE`` when None, at most
-    ``MAX_PAUSE``; the later of that and any pause already set) and halves the shared rate
-    (never below ``min_rate``) at most once per pause window (until the pause ends, and at
-    least one ``period + margin``), so the burst of 429s that were in flight counts once.
-    The shared rate then recovers additively, by ``qps / recovery_seconds`` per second after
-    the pause ends, computed inside the script from the stored throttle state:
-    :meth:`on_success` makes no network call. In this process, callers already sleeping for
-    a slot inside the new pause take a new slot; callers in OTHER processes keep slots they
-    reserved before the throttle (those fall at most their queue length times the spacing
-    after it).
+    A caller that wakes up more than ``margin / 2`` after its slot (an event loop stall)
+    does not start on it: it drops the slots it can no longer use and takes the next one.
 
-    A caller cancelled while it sleeps gives up its slot, which stays counted (safe).
+    Throttling (:meth:`on_throttle`, after an HTTP 429), ``reaction="adaptive"`` (default):
+    the policy of :class:`~tupu_async._throttle_policy.ThrottlePolicy`, run by the script on
+    state shared by every process. A 429 while the shared log is at the limit and isolated
+    is jitter: the shared window margin widens (up to ``max_margin``, decaying with a 60 s
+    half-life); otherwise it is foreign load: the shared rate is cut to 0.7 of itself once
+    per window and probes back CUBIC-style. Only an explicit Retry-After pauses everyone,
+    capped at ``max_retry_after``. ``reaction="pause-halve"`` is the first release's: pause
+    ``retry_after`` (1 s when None, capped) and halve the rate once per pause window,
+    recovering by ``qps / recovery_seconds`` per second. Either way this process drops its
+    booked slots inside a pause; other processes keep theirs (at most ``lease`` ahead).
 
-    A caller that wakes up more than ``margin / 2`` after its slot (an event loop stall; the
-    slot is mapped to the local clock through the fastest recent reply) does not start on
-    that slot: it takes a new one (the old one stays counted), so the starts that really
-    happen stay within ``margin / 2`` of a counted slot. Only stalls cost this extra round
-    trip (at most ``MAX_LATE_RETRIES`` per call).
-
-    Redis unreachable: with ``on_unavailable="fail"`` every call raises
-    :class:`~tupu_async.TransportError`. With ``"local"`` the limiter warns (``warnings`` and
-    the ``tupu_async`` logger) and falls back to a :class:`~tupu_async._limiter.LocalLimiter`
-    at ``qps / expected_workers``, trying Redis again every ``RECONNECT_INTERVAL`` seconds.
-    During the fallback the budget holds only if ``expected_workers`` is at least the real
-    number of processes (and around the switch back a process's last local starts are not
-    in the shared log).
+    Redis unavailable (refused, timed out after ``redis_timeout``, or answering with an
+    error such as ``READONLY`` during a failover): with ``on_unavailable="fail"`` callers
+    wait (no start without a booked slot: the budget is never exceeded), retrying the
+    booking with backoff; after ``outage_timeout`` seconds of outage they get
+    :class:`~tupu_async.TransportError`. Slots booked before the outage are still used.
+    With ``"local"`` the limiter warns and falls back to a ``LocalLimiter`` at
+    ``qps / expected_workers`` at once, and a background probe (never a caller) tries
+    Redis every ``RECONNECT_INTERVAL`` seconds. If Redis comes back without the state (a
+    restart without persistence), the first booking pauses everyone for one window plus
+    ``lease`` so the slots handed out before cannot overlap new ones.
 
     asyncio only (``redis.asyncio`` is): under trio every call raises ``RuntimeError``.
     A ``client`` you pass is used as is and not closed by :meth:`aclose`.
@@ -269,6 +172,12 @@ class RedisLimiter:
         expected_workers: int = 1,
         min_rate: float = 1.0,
         recovery_seconds: float = 10.0,
+        lease: float = DEFAULT_LEASE,
+        outage_timeout: float = DEFAULT_TIMEOUT,
+        redis_timeout: float = DEFAULT_REDIS_TIMEOUT,
+        max_retry_after: float = DEFAULT_RETRY_AFTER_CAP,
+        reaction: Literal["adaptive", "pause-halve"] = "adaptive",
+        max_margin: float = DEFAULT_MAX_MARGIN,
         client: Redis | None = None,  # type: ignore[type-arg, unused-ignore]
     ) -> None:
         if not isinstance(key, str) or not key:
@@ -292,6 +201,20 @@ class RedisLimiter:
             raise ValueError(f"min_rate must be > 0 and <= qps ({qps}), got {min_rate!r}")
         if not 0.0 < recovery_seconds < math.inf:
             raise ValueError(f"recovery_seconds must be > 0, got {recovery_seconds!r}")
+        for name, value in (
+            ("lease", lease),
+            ("outage_timeout", outage_timeout),
+            ("redis_timeout", redis_timeout),
+            ("max_retry_after", max_retry_after),
+        ):
+            if not 0.0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if redis_timeout == 0:
+            raise ValueError("redis_timeout must be > 0 seconds, e.g. redis_timeout=1.0")
+        if reaction not in ("adaptive", "pause-halve"):
+            raise ValueError(f"reaction must be 'adaptive' or 'pause-halve', got {reaction!r}")
+        if not margin <= max_margin < math.inf:
+            raise ValueError(f"max_margin must be >= margin ({margin}) seconds, got {max_margin!r}")
 
         self._url = url
         self._qps = float(qps)
@@ -300,47 +223,78 @@ class RedisLimiter:
         self._on_unavailable = on_unavailable
         self._expected_workers = expected_workers
         self._min_rate = float(min_rate)
-        self._recovery = self._qps / recovery_seconds
+        self._lease_us = math.ceil(lease * 1_000_000)
+        self._outage_timeout = float(outage_timeout)
+        self._redis_timeout = float(redis_timeout)
+        self._max_retry_after = float(max_retry_after)
         self._limit = math.floor(self._qps)
         window = self._period + self._margin
         self._window_us = math.ceil(window * 1_000_000)
         self._keep_ms = math.ceil((window + recovery_seconds + 1.0) * 1000)
+        self._settings = ScriptSettings(
+            limit=self._limit,
+            window_us=self._window_us,
+            qps=self._qps,
+            min_rate=self._min_rate,
+            recovery=self._qps / recovery_seconds,
+            keep_ms=self._keep_ms,
+            max_pause_us=math.ceil(self._max_retry_after * 1_000_000),
+            max_ahead_us=MAX_AHEAD_WINDOWS * self._window_us + self._lease_us,
+            lost_pause_us=self._window_us + self._lease_us,
+            reaction=reaction,
+            base_margin_us=round(self._margin * 1_000_000),
+            max_margin_us=round(max_margin * 1_000_000),
+        )
+        self._reaction = reaction
         self._key = key
         self._keys = [f"{{{key}}}:slots", f"{{{key}}}:state"]
 
         redis_asyncio = _import_redis_asyncio()
-        redis_exceptions = importlib.import_module("redis.exceptions")
+        errors = importlib.import_module("redis.exceptions")
+        self._refused_errors: tuple[type[BaseException], ...] = (
+            errors.AuthenticationError,
+            errors.AuthorizationError,
+            errors.NoPermissionError,
+        )
         self._unavailable_errors: tuple[type[BaseException], ...] = (
-            redis_exceptions.ConnectionError,
-            redis_exceptions.TimeoutError,
+            errors.RedisError,
             OSError,
+            asyncio.TimeoutError,
         )
         self._owns_client = client is None
         if client is None:
             retry = importlib.import_module("redis.asyncio.retry").Retry(
-                importlib.import_module("redis.backoff").ExponentialBackoff(cap=0.5, base=0.05),
-                2,
+                importlib.import_module("redis.backoff").NoBackoff(), 1
             )
             client = redis_asyncio.Redis.from_url(
                 url,
-                socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-                socket_timeout=REDIS_SOCKET_TIMEOUT,
+                socket_connect_timeout=min(REDIS_SOCKET_TIMEOUT, self._redis_timeout),
+                socket_timeout=self._redis_timeout,
                 retry=retry,
+                # RESP2: connecting costs no HELLO and maintenance-notification round
+                # trips, which matters when Redis is far away.
+                protocol=2,
             )
         self._client: Any = client
-        self._script: Any = self._client.register_script(_SCRIPT)
+        self._script: Any = self._client.register_script(SCRIPT)
 
+        self._script_sent = False
         self._current_rate = self._qps
-        self._pause_until_us = 0  # the latest pause this process set, Redis clock
-        self._throttle_epoch = 0
+        self._shared_margin = self._margin
+        self._throttles = (0, 0)  # shared counts: (jitter, foreign)
+        self._pause_until_us = 0  # the latest pause this process knows of, Redis clock
+        self._clock = RedisClock()
+        self._booked: collections.deque[_Slot] = collections.deque()
+        self._wanting = 0  # callers in acquire that have no slot to start on yet
         self._line: asyncio.Lock | None = None
+        self._refill: asyncio.Task[None] | None = None
+        self._last_reply = -math.inf  # local monotonic seconds
+        self._outage_since: float | None = None
         self._fallback: LocalLimiter | None = None
         self._fallback_rate_scale = 1.0
-        self._next_reconnect = 0.0
-        self._late_tolerance = max(self._margin * LATE_FRACTION_OF_MARGIN, 0.001)
-        # local monotonic µs at a reply minus Redis's `now` in it; the minimum is the clock
-        # offset plus the fastest return trip, so a slot maps to local time as slot + min.
-        self._clock_offsets: collections.deque[int] = collections.deque(maxlen=CLOCK_SAMPLES)
+        self._probe: asyncio.Task[None] | None = None
+        self._reconnect_interval = RECONNECT_INTERVAL
+        self._late_tolerance_us = max(self._margin * LATE_FRACTION_OF_MARGIN * 1e6, 1000.0)
 
     def __repr__(self) -> str:
         return (
@@ -355,10 +309,24 @@ class RedisLimiter:
 
     @property
     def current_rate(self) -> float:
-        """The shared rate as of this process's last reservation (the local one in fallback)."""
+        """The shared rate as of this process's last booking (the local one in fallback)."""
         if self._fallback is not None:
             return self._fallback.current_rate * self._fallback_rate_scale
         return self._current_rate
+
+    def belief(self) -> LimiterBelief:
+        """The shared rate, window margin and throttles by cause as of this process's
+        last booking or throttle; ``paused_until`` on the local monotonic clock."""
+        paused = -math.inf
+        if self._pause_until_us and self._clock.known:
+            paused = self._clock.to_local(self._pause_until_us) / 1_000_000
+        return LimiterBelief(
+            rate=self.current_rate,
+            margin=self._shared_margin,
+            jitter_throttles=self._throttles[0],
+            foreign_throttles=self._throttles[1],
+            paused_until=paused,
+        )
 
     @property
     def using_fallback(self) -> bool:
@@ -366,43 +334,48 @@ class RedisLimiter:
         return self._fallback is not None
 
     async def acquire(self) -> None:
-        """Wait until one more request may start now, then take that slot.
-
-        Callers of one process queue locally, first come first served, and only the head
-        of the line holds a reservation in Redis. Reserving for every waiting caller at
-        once (a batch run has up to ``max_in_flight`` of them) booked slots seconds ahead;
-        their replies then came back late and the late wake-ups gave a fifth of the shared
-        budget away (measured with 4 processes).
-        """
-        if self._line is None:
-            self._line = asyncio.Lock()  # FIFO; created here, inside the running loop
-        async with self._line:
-            await self._acquire_slot()
+        """Wait (first come, first served) until one more request may start, and take it."""
+        await self._take()
 
     async def on_throttle(self, retry_after: float | None = None) -> None:
-        """The service throttled us (HTTP 429): pause every process on the key, halve the rate."""
+        """The service throttled us (HTTP 429): react for every process on the key.
+
+        Never raises for Redis trouble: if Redis cannot record the throttle, this process
+        pauses on its own.
+        """
         _require_asyncio()
-        fallback = self._fallback_in_force()
-        if fallback is not None:
-            await fallback.on_throttle(retry_after)
+        pause = self._pause_for(retry_after)
+        if self._fallback is not None:
+            await self._fallback.on_throttle(pause)
             return
         try:
             outcome = await self._throttle(retry_after)
+        except self._refused_errors as exc:
+            raise self._refused(exc) from exc
         except self._unavailable_errors as exc:
-            fallback = self._unavailable(exc)
-            await fallback.on_throttle(retry_after)
-            return
-        self._reconnected()
-        self._pause_until_us = max(self._pause_until_us, outcome.pause_until_us)
-        self._throttle_epoch += 1  # wakes no one: sleepers check it when their sleep ends
-        self._current_rate = outcome.rate
-        if outcome.halved:
-            logger.info(
-                "tupu_async: throttled; shared rate for %s lowered to %.2f per %.3g s",
-                self._key,
-                outcome.rate,
-                self._period,
+            logger.warning(
+                "tupu_async: could not share a throttle through Redis at %s (%s); "
+                "pausing this process only",
+                _redacted(self._url),
+                _describe(exc),
             )
+            if self._clock.known and (self._reaction == "pause-halve" or retry_after):
+                local_end = monotonic_us() + math.ceil(pause * 1_000_000)
+                self._pause(self._clock.to_redis(local_end))
+            return
+        self._current_rate = outcome.rate
+        self._shared_margin = outcome.margin_us / 1_000_000
+        self._throttles = (outcome.jitter_throttles, outcome.foreign_throttles)
+        self._pause(outcome.pause_until_us)
+        logger.log(
+            logging.INFO if outcome.halved else logging.DEBUG,
+            "tupu_async: throttled (%s); shared rate for %s %.2f per %.3g s, margin %.1f ms",
+            outcome.cause,
+            self._key,
+            outcome.rate,
+            self._period,
+            outcome.margin_us / 1000,
+        )
 
     def on_success(self) -> None:
         """No network call: the shared rate recovers with time, computed by the script."""
@@ -410,115 +383,235 @@ class RedisLimiter:
             self._fallback.on_success()
 
     async def aclose(self) -> None:
-        """Close the Redis connections, unless the client was passed in."""
+        """Stop background bookings and probes; close the connections unless passed in."""
+        for task in (self._refill, self._probe):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._refill = self._probe = None
         if self._owns_client:
             await self._client.aclose()
 
-    # -- internals (the tests call these to read slot times on the Redis clock) ----------
+    # -- taking a slot ---------------------------------------------------------------------
 
-    async def _acquire_slot(self) -> _Reservation | None:
-        """Acquire; return the reservation started on, or None when the fallback served."""
+    async def _take(self) -> _Slot | None:
+        """Acquire; return the slot started on, or None when the local fallback served."""
         _require_asyncio()
+        if self._line is None:
+            self._line = asyncio.Lock()  # FIFO; created here, inside the running loop
+        self._wanting += 1
+        try:
+            async with self._line:
+                return await self._start_as_head()
+        finally:
+            self._wanting -= 1
+
+    async def _start_as_head(self) -> _Slot | None:
+        """As head of the line: take the next booked slot, sleep until it, start on it."""
         late_retries = 0
         while True:
-            fallback = self._fallback_in_force()
-            if fallback is not None:
-                await fallback.acquire()
+            if self._fallback is not None:
+                await self._fallback.acquire()
                 return None
-            epoch = self._throttle_epoch
-            try:
-                reservation = await self._reserve()
-            except self._unavailable_errors as exc:
-                await self._unavailable(exc).acquire()
-                return None
-            self._clock_offsets.append(_monotonic_us() - reservation.now_us)
-            self._reconnected()
-            self._current_rate = reservation.rate
-            if reservation.delay > 0:
-                await asyncio.sleep(reservation.delay)
-            # A throttle reported in this process since we asked: if our slot falls inside
-            # the new pause, give it up (it stays counted) and take one after the pause.
-            if epoch != self._throttle_epoch and reservation.slot_us < self._pause_until_us:
+            if not self._booked:
+                await self._book_now()
                 continue
-            late_us = _monotonic_us() - reservation.slot_us - min(self._clock_offsets)
-            late = late_us / 1_000_000
-            if late > self._late_tolerance and late_retries < MAX_LATE_RETRIES:
+            slot = self._booked.popleft()
+            self._top_up(heads_slot_taken=True)
+            delay_us = self._clock.to_local(slot.slot_us) - monotonic_us()
+            if delay_us > 0:
+                await asyncio.sleep(delay_us / 1_000_000)
+            if slot.slot_us < self._pause_until_us:
+                continue  # a throttle since it was booked: it falls inside the pause
+            late_us = monotonic_us() - self._clock.to_local(slot.slot_us)
+            if late_us > self._late_tolerance_us and late_retries < MAX_LATE_RETRIES:
                 late_retries += 1
                 logger.debug(
-                    "tupu_async: woke %.1f ms after the slot; taking a new one", 1e3 * late
+                    "tupu_async: woke %.1f ms after the slot; taking a new one", late_us / 1000
                 )
+                self._drop_late()
                 continue
-            return reservation
+            return slot
 
-    def _args(self, op: str, now_us: int | None, pause_us: int = 0) -> list[str | int | float]:
-        return [
-            op,
-            "" if now_us is None else str(now_us),
-            self._limit,
-            self._window_us,
-            repr(self._qps),
-            repr(self._min_rate),
-            repr(self._recovery),
-            self._keep_ms,
-            pause_us,
-        ]
+    def _drop_late(self) -> None:
+        """Forget booked slots that are already too late to start on (they stay counted)."""
+        now = monotonic_us()
+        while self._booked and (
+            now - self._clock.to_local(self._booked[0].slot_us) > self._late_tolerance_us
+        ):
+            self._booked.popleft()
 
-    async def _reserve(self, *, now_us: int | None = None) -> _Reservation:
-        reply = await self._script(keys=self._keys, args=self._args("acquire", now_us))
-        return _Reservation(int(reply[0]), int(reply[1]), float(_text(reply[2])))
+    def _pause(self, pause_until_us: int) -> None:
+        """Pause known until ``pause_until_us`` (Redis clock): drop booked slots inside it."""
+        self._pause_until_us = max(self._pause_until_us, pause_until_us)
+        kept = [slot for slot in self._booked if slot.slot_us >= self._pause_until_us]
+        self._booked = collections.deque(kept)
+
+    # -- booking ---------------------------------------------------------------------------
+
+    def _top_up(self, *, heads_slot_taken: bool) -> None:
+        """Book more in the background if callers are waiting beyond what is booked and
+        the last booked slot is less than ``lease`` ahead."""
+        if self._refill is not None or self._fallback is not None:
+            return
+        need = self._wanting - (1 if heads_slot_taken else 0) - len(self._booked)
+        if need <= 0:
+            return
+        if self._booked:
+            last = self._clock.to_local(self._booked[-1].slot_us)
+            if last >= monotonic_us() + self._lease_us:
+                return
+        self._start_refill(need)
+
+    async def _book_now(self) -> None:
+        """Wait for a booking (starting one if none is under way); raise its error."""
+        if self._refill is None:
+            self._start_refill(self._wanting)
+        assert self._refill is not None
+        await asyncio.shield(self._refill)
+
+    def _start_refill(self, need: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._book(max(1, min(need, self._limit))))
+        self._refill = task
+
+        def finished(done: asyncio.Task[None]) -> None:
+            if self._refill is done:
+                self._refill = None
+            if not done.cancelled():
+                done.exception()  # retrieved here; the head awaiting it re-raises it
+
+        task.add_done_callback(finished)
+
+    async def _book(self, n: int) -> None:
+        """Book up to ``n`` slots, waiting out a Redis outage (or falling back)."""
+        backoff = OUTAGE_BACKOFF_FIRST
+        while True:
+            if self._fallback is not None:
+                return
+            try:
+                sent = monotonic_us()
+                reservation = await self._reserve(n)
+            except self._refused_errors as exc:
+                raise self._refused(exc) from exc
+            except self._unavailable_errors as exc:
+                if self._on_unavailable == "local":
+                    self._switch_to_fallback(exc)
+                    return
+                await self._wait_out(exc, backoff)
+                backoff = min(2 * backoff, OUTAGE_BACKOFF_MAX)
+                continue
+            self._accept(reservation, sent, monotonic_us())
+            return
+
+    def _accept(self, reservation: Reservation, sent_us: int, received_us: int) -> None:
+        if self._outage_since is not None:
+            logger.warning(
+                "tupu_async: Redis at %s answers again after %.2f s; bookings resume",
+                _redacted(self._url),
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        self._last_reply = time.monotonic()
+        if self._clock.observe(sent_us, received_us, reservation.now_us):
+            logger.warning("tupu_async: the Redis clock stepped; dropping booked slots")
+            self._booked.clear()
+        if reservation.clamped:
+            logger.warning(
+                "tupu_async: shared limiter state for %s was far in the future (a clock "
+                "step on failover?); pulled back",
+                self._key,
+            )
+        if reservation.state_lost:
+            logger.warning(
+                "tupu_async: Redis lost the shared limiter state for %s (a restart without "
+                "persistence?); pausing one window so earlier slots cannot overlap new ones",
+                self._key,
+            )
+        self._current_rate = reservation.rate
+        self._shared_margin = reservation.margin_us / 1_000_000
+        self._throttles = (reservation.jitter_throttles, reservation.foreign_throttles)
+        for slot_us in reservation.slots_us:
+            if slot_us >= self._pause_until_us:
+                self._booked.append(_Slot(slot_us, reservation.now_us))
+
+    async def _wait_out(self, exc: BaseException, backoff: float) -> None:
+        """Redis failed with on_unavailable='fail': sleep, or raise once the outage is over
+        ``outage_timeout`` long."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            logger.warning(
+                "tupu_async: Redis at %s unavailable (%s); no request starts without a "
+                "shared slot, retrying for up to %.3g s",
+                _redacted(self._url),
+                _describe(exc),
+                self._outage_timeout,
+            )
+        remaining = self._outage_since + self._outage_timeout - now
+        if remaining <= 0:
+            raise TransportError(
+                f"Redis at {_redacted(self._url)} has been unavailable for "
+                f"{now - self._outage_since:.1f} s ({_describe(exc)}), so no slot of the "
+                f"shared QPS budget could be taken: start Redis there (or promote a "
+                f"writable primary), fix the URL, raise outage_timeout, or pass "
+                f"on_unavailable='local' to fall back to a per-process limit of "
+                f"qps / expected_workers"
+            ) from exc
+        await asyncio.sleep(min(backoff, remaining))
+
+    async def _call(self, args: list[str | int]) -> Any:
+        if self._script_sent:
+            call = self._script(keys=self._keys, args=args)  # EVALSHA, loading on NOSCRIPT
+        else:  # the first call sends the script itself: one round trip, not three
+            call = self._client.eval(SCRIPT, len(self._keys), *self._keys, *args)
+        reply = await asyncio.wait_for(call, self._redis_timeout)
+        self._script_sent = True
+        return reply
+
+    async def _reserve(self, n: int, *, now_us: int | None = None) -> Reservation:
+        # A slot maps to local time through the fastest recent reply; a slower reply lands
+        # up to the spread of round trips later, so book that much ahead of now.
+        lead_us = min(self._clock.rtt_spread_us, self._lease_us)
+        known = time.monotonic() - self._last_reply < self._keep_ms / 2000
+        horizon_us = lead_us + self._lease_us
+        args = self._settings.acquire_args(n, lead_us, horizon_us, known=known, now_us=now_us)
+        return Reservation.parse(await self._call(args))
+
+    def _pause_for(self, retry_after: float | None) -> float:
+        if retry_after is None or not math.isfinite(retry_after):
+            return DEFAULT_THROTTLE_PAUSE
+        return min(max(0.0, float(retry_after)), self._max_retry_after)
 
     async def _throttle(
         self, retry_after: float | None, *, now_us: int | None = None
-    ) -> _ThrottleOutcome:
-        if retry_after is None or not math.isfinite(retry_after):
-            pause_us = math.ceil(DEFAULT_THROTTLE_PAUSE * 1_000_000)
-        else:
-            pause_us = math.ceil(min(max(0.0, float(retry_after)), MAX_PAUSE) * 1_000_000)
-        reply = await self._script(keys=self._keys, args=self._args("throttle", now_us, pause_us))
-        return _ThrottleOutcome(
-            int(reply[0]), int(reply[1]), float(_text(reply[2])), _text(reply[3]) == "1"
+    ) -> ThrottleOutcome:
+        pause_us = math.ceil(self._pause_for(retry_after) * 1_000_000)
+        explicit = retry_after is not None and math.isfinite(retry_after) and retry_after > 0
+        retry_after_us = pause_us if explicit else -1
+        args = self._settings.throttle_args(pause_us, retry_after_us, now_us=now_us)
+        return ThrottleOutcome.parse(await self._call(args))
+
+    # -- Redis refused or gone -------------------------------------------------------------
+
+    def _refused(self, exc: BaseException) -> TransportError:
+        return TransportError(
+            f"Redis at {_redacted(self._url)} refused the limiter ({_describe(exc)}): fix the "
+            f"user and password in the URL, or grant it EVALSHA/EVAL on the {self._key!r} keys"
         )
 
-    def _fallback_in_force(self) -> LocalLimiter | None:
-        """The local fallback to use now, or None to use Redis (in fallback mode, one caller
-        per RECONNECT_INTERVAL gets None and tries Redis again)."""
-        if self._fallback is None:
-            return None
-        now = time.monotonic()
-        if now < self._next_reconnect:
-            return self._fallback
-        self._next_reconnect = now + RECONNECT_INTERVAL
-        return None
-
-    def _reconnected(self) -> None:
-        if self._fallback is not None:
-            logger.warning(
-                "tupu_async: Redis at %s is reachable again; the shared QPS budget is back",
-                _redacted(self._url),
-            )
-            self._fallback = None
-
-    def _unavailable(self, exc: BaseException) -> LocalLimiter:
-        """Redis failed: raise TransportError, or switch to (or stay on) the local fallback."""
+    def _switch_to_fallback(self, exc: BaseException) -> None:
+        """Redis failed with on_unavailable='local': limit locally, probe in the background."""
         where = _redacted(self._url)
-        if self._on_unavailable == "fail":
-            raise TransportError(
-                f"cannot reach Redis at {where} for the shared QPS budget ({exc}): start Redis "
-                f"there, fix the URL, or pass on_unavailable='local' to fall back to a "
-                f"per-process limit of qps / expected_workers"
-            ) from exc
-        self._next_reconnect = time.monotonic() + RECONNECT_INTERVAL
-        if self._fallback is not None:
-            logger.debug("tupu_async: Redis at %s still unreachable: %s", where, exc)
-            return self._fallback
         local_qps = self._qps / self._expected_workers
         message = (
-            f"cannot reach Redis at {where} for the shared QPS budget ({exc}); falling back to "
-            f"a per-process limit of {local_qps:g} requests per {self._period:g} s "
-            f"(qps / expected_workers) and retrying Redis every {RECONNECT_INTERVAL:g} s. "
-            f"Start Redis or fix the URL; set expected_workers to the number of processes"
+            f"cannot reach Redis at {where} for the shared QPS budget ({_describe(exc)}); "
+            f"falling back to a per-process limit of {local_qps:g} requests per "
+            f"{self._period:g} s (qps / expected_workers) and retrying Redis every "
+            f"{self._reconnect_interval:g} s. Start Redis or fix the URL; set "
+            f"expected_workers to the number of processes"
         )
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
         logger.warning("tupu_async: %s", message)
         # LocalLimiter needs qps >= 1: below one request per period, stretch the period.
         if local_qps >= 1.0:
@@ -532,4 +625,29 @@ class RedisLimiter:
             margin=self._margin,
             min_rate=min(local_ceiling, self._min_rate / self._expected_workers),
         )
-        return self._fallback
+        self._booked.clear()
+        self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
+
+    async def _probe_until_back(self) -> None:
+        """Ping Redis every reconnect interval until it answers, then leave the fallback."""
+        while True:
+            await asyncio.sleep(self._reconnect_interval)
+            try:
+                await asyncio.wait_for(self._client.ping(), self._redis_timeout)
+            except self._unavailable_errors as exc:
+                logger.debug(
+                    "tupu_async: Redis at %s still unreachable: %s", _redacted(self._url), exc
+                )
+                continue
+            logger.warning(
+                "tupu_async: Redis at %s is reachable again; the shared QPS budget is back",
+                _redacted(self._url),
+            )
+            self._fallback = None
+            self._probe = None
+            return
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

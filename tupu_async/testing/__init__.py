@@ -28,7 +28,7 @@ from ._faults import ALL_FAULT_KINDS, FaultConfig
 from ._jsontext import JSON_STYLES, JsonStyle, js_number_text
 from ._library import ImageLibrary, LibraryImage
 from ._process import FakeServerProcess, spawn_fake_server, split_cores
-from ._redis import RedisServer
+from ._redis import DelayProxy, RedisServer
 from ._results import MAGIC_OUTCOMES
 from ._server import DEFAULT_TASKS, DOWNLOAD_FAIL_WORD, FakeTupuServer
 from ._stats import FakeServerStats, RecordedRequest, max_arrivals_in_window
@@ -40,6 +40,7 @@ __all__ = [
     "DOWNLOAD_FAIL_WORD",
     "JSON_STYLES",
     "MAGIC_OUTCOMES",
+    "DelayProxy",
     "FakeServerProcess",
     "FakeServerStats",
     "FakeServerTransport",

@@ -1,7 +1,8 @@
-"""A real, throwaway redis-server on a free loopback port, for tests and benchmarks.
+"""A real, throwaway redis-server on a free loopback port, and a delaying TCP proxy.
 
 For testing code that shares one QPS budget with ``RedisLimiter`` against a real Redis,
-as this project's own tests and benchmarks do.
+as this project's own tests and benchmarks do. :class:`DelayProxy` puts Redis "further
+away" (a round-trip delay) or cuts it off (a blackhole) without touching the server.
 
 The server keeps nothing on disk (``--save '' --appendonly no``, run in a temporary
 directory) and listens on 127.0.0.1 only. :func:`redis_server_binary` tells whether the
@@ -10,15 +11,19 @@ directory) and listens on 127.0.0.1 only. :func:`redis_server_binary` tells whet
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["RedisServer", "free_port", "redis_required", "redis_server_binary"]
+__all__ = ["DelayProxy", "RedisServer", "free_port", "redis_required", "redis_server_binary"]
 
 STARTUP_TIMEOUT = 10.0
 
@@ -152,6 +157,160 @@ class RedisServer:
         return calls
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class DelayProxy:
+    """A loopback TCP proxy to ``127.0.0.1:target_port`` that delays every byte.
+
+    Each chunk is delivered ``delay / 2`` seconds after it was read, in each direction, so
+    a request/reply pays ``delay`` of round trip; order is kept and throughput is not
+    limited. :meth:`blackhole` stops delivering anything (connections stay open and new
+    ones are accepted, like a network partition) until :meth:`restore`. Runs its own
+    event loop in a daemon thread, so it serves sync tests, async tests and benchmark
+    processes alike. Use as a context manager, or call start() and stop().
+    """
+
+    def __init__(self, target_port: int, *, delay: float = 0.0, port: int | None = None) -> None:
+        if not 0.0 <= delay < 10.0:
+            raise ValueError(f"delay must be between 0 and 10 seconds, got {delay!r}")
+        self.target_port = target_port
+        self.delay = delay
+        self.port = port if port is not None else free_port()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._flowing: asyncio.Event | None = None  # set while traffic flows
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> DelayProxy:
+        """Start listening; return once connections are accepted."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._flowing = asyncio.Event()
+            self._flowing.set()
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._serve, "127.0.0.1", self.port)
+                )
+            except BaseException as exc:  # reported to start()
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="tupu-delay-proxy", daemon=True)
+        self._thread.start()
+        ready.wait(STARTUP_TIMEOUT)
+        if failure:
+            raise RuntimeError(f"DelayProxy could not listen on {self.port}: {failure[0]}")
+        return self
+
+    def blackhole(self) -> None:
+        """Deliver nothing from now on (bytes already read are held, not dropped)."""
+        self._in_loop(lambda flowing: flowing.clear())
+
+    def restore(self) -> None:
+        """Deliver again, held bytes first."""
+        self._in_loop(lambda flowing: flowing.set())
+
+    def _in_loop(self, change: Callable[[asyncio.Event], None]) -> None:
+        loop, flowing = self._loop, self._flowing
+        if loop is None or flowing is None:
+            raise RuntimeError("DelayProxy is not running: call start() first")
+
+        async def apply() -> None:
+            change(flowing)
+
+        asyncio.run_coroutine_threadsafe(apply(), loop).result(timeout=10)
+
+    def stop(self) -> None:
+        """Close every connection and the listener; join the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        thread.join(timeout=10)
+        self._loop = self._thread = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            self._tasks.discard(task)
+            return
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a connection closed, or the proxy stopping: either way this one is over
+        finally:
+            for w in (writer, up_writer):
+                w.close()
+            self._tasks.discard(task)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy one direction: a reader task timestamps chunks, this one delivers them."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def read() -> None:
+            while True:
+                data = await reader.read(65536)
+                await queue.put((loop.time() + self.delay / 2, data))
+                if not data:
+                    return
+
+        reading = loop.create_task(read())
+        try:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                assert self._flowing is not None
+                await self._flowing.wait()
+                if not data:
+                    with contextlib.suppress(OSError):
+                        writer.write_eof()
+                    return
+                writer.write(data)
+                await writer.drain()
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await reading
+
+    def __enter__(self) -> DelayProxy:
         return self.start()
 
     def __exit__(
