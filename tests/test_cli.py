@@ -337,6 +337,11 @@ def test_piped_output_is_clean_json_lines_and_a_readable_summary(
     assert "Summary" in proc.stderr
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C interrupts, whatever the parent inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_run_resumes_without_duplicates(fake: Fake, tmp_path: pathlib.Path) -> None:
     everything = urls(120, "interrupted")
     listing = tmp_path / "list.txt"
@@ -355,7 +360,12 @@ def test_interrupted_run_resumes_without_duplicates(fake: Fake, tmp_path: pathli
         "4",
     ]
     proc = subprocess.Popen(
-        command, env=_cli_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=_cli_env(fake),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,  # pytest may run with SIGINT ignored (nohup, `&`)
     )
     try:
         deadline = time.monotonic() + 30
