@@ -13,9 +13,22 @@ PYTHON = None  # the interpreter nox itself runs on
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite on asyncio and trio (pass pytest arguments after --)."""
+    """The test suite on asyncio and trio, in random order, under the coverage floor.
+
+    Line+branch coverage of ``tupu_async`` (subprocesses included) must reach
+    ``[tool.coverage.report] fail_under`` in pyproject.toml. pytest-randomly prints the
+    seed in the header; replay that order with ``nox -s tests -- -q --randomly-seed=N``.
+    """
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "--cov",
+        "--cov-branch",
+        "--cov-report=term",
+        *(session.posargs or ["-q"]),
+    )
 
 
 @nox.session(python=PYTHON)

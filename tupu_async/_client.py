@@ -236,19 +236,21 @@ class AsyncTupuClient:
             return
         self._closed = True
         tg, self._task_group = self._task_group, None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            try:
-                await self._tg_cm.__aexit__(None, None, None)
-            except BaseException as exc:  # background work was cancelled; report real errors
-                real = _unwrap_group(exc)
-                if not isinstance(real, anyio.get_cancelled_exc_class()):
-                    raise real from None
         try:
-            if self._owns_http:
-                await self._http.aclose()
-        finally:
-            await self._limiter.aclose()
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                try:
+                    await self._tg_cm.__aexit__(None, None, None)
+                except BaseException as exc:  # background work was cancelled; report real errors
+                    real = _unwrap_group(exc)
+                    if not isinstance(real, anyio.get_cancelled_exc_class()):
+                        raise real from None
+        finally:  # connections and the limiter are released even when background work failed
+            try:
+                if self._owns_http:
+                    await self._http.aclose()
+            finally:
+                await self._limiter.aclose()
 
     def _running_task_group(self) -> TaskGroup:
         if self._task_group is None:
