@@ -19,8 +19,9 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from tupu_async import ConfigurationError, KeyLoadError
 from tupu_async._signing import sign_message
-from tupu_async.cli import main
+from tupu_async.cli import _libraries_cmd, main
 from tupu_async.cli._app import app
 from tupu_async.cli._config import SettingError, resolve_settings
 from tupu_async.cli._demo import demo_inputs
@@ -701,3 +702,47 @@ def test_resize_option_shrinks_a_large_file(
     assert without.exit_code == 1
     assert "resize=True" in json_lines(without.stdout)[0]["message"]  # type: ignore[operator]
     assert with_resize.exit_code == 0
+
+
+def test_libraries_search_prints_a_table(fake: Fake, runner: CliRunner) -> None:
+    library_id = fake.server.create_library("[red]cli-table", type=1, threshold=0.9, status=1)
+
+    result = runner.invoke(app, ["libraries", "search"], env={**fake.env, "COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.stderr
+    assert "image libraries" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if library_id in line)
+    cells = [cell.strip() for cell in row.strip("│┃| ").split("│")]
+    assert cells == [library_id, "[red]cli-table", "white", "0.9", "1", "0"]  # markup stays text
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit_code", "words"),
+    [
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (ConfigurationError("Tupu code 13: enable tasks", code=13), 2, "ConfigurationError"),
+        (KeyLoadError("unusable key: supply a PEM file"), 2, "unusable key"),
+        (ImportError("pip install 'tupu-async[redis]'"), 2, "tupu-async[redis]"),
+        (ValueError("a bad value"), 2, "a bad value"),
+        (OSError("disk gone"), 2, "disk gone"),
+    ],
+)
+def test_what_a_command_raises_becomes_an_exit_code_and_one_line(
+    fake: Fake,
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    exit_code: int,
+    words: str,
+) -> None:
+    async def failing(*args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(_libraries_cmd, "run_search", failing)
+
+    result = runner.invoke(app, ["libraries", "search"], env={**fake.env, "COLUMNS": "200"})
+
+    assert result.exit_code == exit_code
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

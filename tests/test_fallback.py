@@ -19,7 +19,7 @@ import anyio
 import httpx
 import pytest
 
-from tupu_async import Image, ImageError, ImageResult
+from tupu_async import Image, ImageError, ImageResult, RetryPolicy, ServerError
 from tupu_async._client import AsyncTupuClient
 from tupu_async._constants import MAX_IMAGE_BYTES
 from tupu_async._fallback import DownloadError, download_capped
@@ -317,3 +317,61 @@ async def test_fallback_over_loopback_http(server: FakeTupuServer, anyio_backend
     assert fallback.fallback
     assert missing.code == 14
     assert "HTTP 404" in missing.message
+
+
+@pytest.mark.anyio
+async def test_a_download_that_cannot_connect_keeps_code_14_and_says_why(
+    server: FakeTupuServer,
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    secret_id, key = server.add_credentials()
+    url = f"{IMAGES}/download-fail/unreachable.jpg"
+    http = httpx.AsyncClient(
+        mounts={"http://fake": server.transport(), IMAGES: httpx.MockTransport(refuse)}
+    )
+    async with (
+        http,
+        AsyncTupuClient(
+            secret_id,
+            key,
+            base_url="http://fake",
+            tupu_public_key=server.public_key_pem,
+            http_client=http,
+            url_fallback=True,
+        ) as client,
+    ):
+        (result,) = await client.recognize_many([url])
+
+    assert result.code == 14
+    assert isinstance(result.error, ImageError)
+    assert "fallback download failed too: ConnectError: connection refused" in result.message
+    assert len(server.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_fallback_upload_that_keeps_failing_fails_only_its_images(
+    server: FakeTupuServer, host: ImageHost
+) -> None:
+    host.files["/download-fail/cat.png"] = PNG
+    urls = [f"{IMAGES}/ok.jpg", f"{IMAGES}/download-fail/cat.png"]
+    served = host.handle
+
+    async def serve_then_break_the_service(request: httpx.Request) -> httpx.Response:
+        server.inject(*["http_502"] * 5)  # every attempt of the upload that follows
+        return await served(request)
+
+    host.handle = serve_then_break_the_service  # type: ignore[method-assign]
+    policy = RetryPolicy(max_retries=2, backoff_base=0.001, backoff_max=0.002)
+    async with fallback_client(server, host, url_fallback=True, retry_policy=policy) as client:
+        results = await client.recognize_many(urls)
+
+    assert [r.name for r in results] == urls  # nothing lost, nothing duplicated
+    assert results[0].ok
+    failed = results[1]
+    assert not failed.ok
+    assert failed.fallback
+    assert isinstance(failed.error, ServerError)
+    assert failed.message.startswith("the client's fallback upload failed: ")
+    assert len(server.pending_faults) == 5 - 3  # the upload was tried 1 + max_retries times
