@@ -698,3 +698,65 @@ file_entries = st.dictionaries(st.sampled_from(_KEYS), json_scalars, max_size=6)
 )
 def test_resigned_random_documents_only_raise_tupu_errors(doc: dict[str, Any]) -> None:
     _never_anything_but_tupu_error(signed(json.dumps(doc)), TEST_PUB)
+
+
+# --- what a body that is not an envelope is reported as -----------------------------------
+
+ENVELOPE = "expected a signed Tupu envelope {'json': ..., 'signature': ...} but got "
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"", None, ENVELOPE + "an empty body"),
+        (b" \n", 200, ENVELOPE + "an empty HTTP 200 body"),
+        (b"  <html>bad gateway</html>", None, ENVELOPE + "an HTML page, probably a proxy or "
+         "gateway error: '<html>bad gateway</html>'"),
+        (b"<p>x</p>", 200, ENVELOPE + "an HTML page (HTTP 200), probably a proxy or gateway "
+         "error: '<p>x</p>'"),
+        (b'{"json": 1', None, ENVELOPE + "a truncated or invalid JSON body: '{\"json\": 1'"),
+        (b"plain text", 200, ENVELOPE + "a non-JSON HTTP 200 body: 'plain text'"),
+    ],
+)  # fmt: skip
+def test_a_body_that_is_not_json_is_described(
+    body: bytes, status: int | None, message: str
+) -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        open_envelope(body, TEST_PUB, status_code=status)
+    assert str(info.value) == message
+    assert info.value.status_code == status
+
+
+NO_SIGNED = "Tupu answered with an error and no signed result: "
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "cls", "code", "message"),
+    [
+        # the inner error wins over the outer code and message
+        (b'{"error": {"code": 7, "message": "inner"}, "code": 6, "message": "outer"}', 200,
+         ConfigurationError, 7, "Tupu code 7 (inner): task not allowed"),
+        (b'{"error": {"code": 7, "msg": "via msg"}}', 200,
+         ConfigurationError, 7, "Tupu code 7 (via msg): task not allowed"),
+        # a code that is not an int is ignored; the outer one and its message stand in
+        (b'{"error": {"code": "7"}, "code": 6, "message": "outer"}', 200,
+         AuthenticationError, 6, "Tupu code 6 (outer): secretId error"),
+        (b'{"code": 12}', None, ClockSkewError, 12, "Tupu code 12 (no message): timestamp"),
+        (b'{"error": "quota exceeded"}', None, APIError, None, NO_SIGNED + "'quota exceeded'"),
+        (b'{"error": "quota"}', 200, APIError, None, NO_SIGNED + "'quota'"),
+        (b'{"code": 0}', None, APIError, None, NO_SIGNED + "'{\"code\": 0}'"),
+        (b'{"error": "bad"}', 400, APIError, None,
+         "HTTP 400 from Tupu; body: '{\"error\": \"bad\"}'"),
+        (b'{"error": "who?"}', 403, AuthenticationError, None, "HTTP 403: the service refused"),
+    ],
+)  # fmt: skip
+def test_a_plain_error_body_becomes_the_matching_error(
+    body: bytes, status: int | None, cls: type[APIError], code: int | None, message: str
+) -> None:
+    with pytest.raises(APIError) as info:
+        open_envelope(body, TEST_PUB, status_code=status)
+    error = info.value
+    assert type(error) is cls
+    assert error.code == code
+    assert error.status_code == status
+    assert str(error).startswith(message)
