@@ -11,6 +11,7 @@ import os
 import pathlib
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -472,3 +473,105 @@ def test_transform_output_still_too_large(tmp_path: pathlib.Path) -> None:
 def test_prepared_image_repr_is_short() -> None:
     text = repr(PreparedImage(0, "x", content=b"\x00" * 10_000))
     assert len(text) < 80
+
+
+# --- exact contracts the checks above leave open ------------------------------------------
+
+
+def test_constructors_keep_every_field(tmp_path: pathlib.Path) -> None:
+    path = Image.from_path(tmp_path / "a.jpg", tag="t", sequence_id="s1")
+    data = Image.from_bytes(PNG, name="n.png", tag="u", sequence_id="s2")
+    assert (path.tag, path.sequence_id, path.name) == ("t", "s1", str(tmp_path / "a.jpg"))
+    assert (data.tag, data.sequence_id, data.name) == ("u", "s2", "n.png")
+
+
+def test_from_bytes_names_the_wrong_type() -> None:
+    exc = invalid(Image.from_bytes, "not bytes")
+    assert str(exc) == "Image.from_bytes needs bytes, not str"
+
+
+def test_repr_shows_where_each_kind_comes_from(tmp_path: pathlib.Path) -> None:
+    url = Image.from_url("http://img.test/a.jpg", tag="t")
+    path = Image.from_path(tmp_path / "b.png", name="b")
+    assert repr(url) == "Image.url('http://img.test/a.jpg', name='http://img.test/a.jpg', tag='t')"
+    assert repr(path) == f"Image.path({tmp_path / 'b.png'!r}, name='b', tag=None)"
+    assert repr(Image.from_bytes(PNG)) == f"Image.bytes('<{len(PNG)} bytes>', name=None, tag=None)"
+
+
+@pytest.mark.parametrize(
+    "brand", [b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"hevc", b"avif"]
+)
+def test_every_heif_brand_is_recognised(brand: bytes) -> None:
+    assert sniff_format(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 8) == "heif"
+    assert sniff_format(b"\x00\x00\x00\x18free" + brand + b"\x00" * 8) is None  # no ftyp box
+    assert sniff_format(b"\x00\x00\x00\x18ftyp" + brand.upper() + b"\x00" * 8) is None
+
+
+def gif(
+    frames: int,
+    *,
+    global_bits: int | None = None,
+    local_bits: int | None = None,
+    flags: int = 0,
+    extension: bool = True,
+    trailer: bool = True,
+) -> bytes:
+    """A GIF with ``frames`` frames, optional colour tables of 2**(bits+1) entries."""
+    screen_flags = flags | (0x80 | global_bits if global_bits is not None else 0)
+    out = b"GIF89a" + b"\x01\x00\x01\x00" + bytes([screen_flags]) + b"\x00\x00"
+    if global_bits is not None:
+        out += b"\x01" * (3 * 2 ** (global_bits + 1))
+    for _ in range(frames):
+        if extension:
+            out += b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # graphic control extension
+        local = flags | (0x80 | local_bits if local_bits is not None else 0)
+        out += b"\x2c" + b"\x00" * 8 + bytes([local])
+        if local_bits is not None:
+            out += b"\x02" * (3 * 2 ** (local_bits + 1))
+        out += b"\x02" + b"\x02\x4c\x01" + b"\x00"  # LZW code size, one sub-block, end
+    return out + (b"\x3b" if trailer else b"")
+
+
+@pytest.mark.parametrize("frames", [0, 1, 2, 3])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"global_bits": 3},
+        {"local_bits": 3},
+        {"global_bits": 0, "local_bits": 5},
+        {"flags": 0x01},  # size bits set, but no colour table
+        {"extension": False},
+        {"trailer": False},
+    ],
+)
+def test_gif_frames_are_counted_through_every_block(frames: int, options: dict[str, Any]) -> None:
+    data = gif(frames, **options)
+    assert gif_frame_count(data, stop_after=10) == frames
+    assert gif_frame_count(data) == min(frames, 2)  # counting stops at the second frame
+
+
+def test_a_truncated_gif_counts_no_frames() -> None:
+    assert gif_frame_count(b"GIF89a\x01\x00") == 0
+    assert gif_frame_count(gif(3)[:40], stop_after=10) == 0
+
+
+def test_too_large_says_how_to_shrink_it() -> None:
+    big = b"\xff\xd8\xff" + b"\x00" * 100
+    exc = invalid(load_image, Image.from_bytes(big, name="big.jpg"), 0, None, max_bytes=50)
+    assert str(exc) == (
+        "big.jpg: 103 bytes is over the API's 50-byte (1 MiB) limit per image: resize it so "
+        "its longest side is 256-512 px (pass resize=True, needs the tupu-async[images] "
+        "extra), or send it by URL"
+    )
+    shrunk = invalid(
+        load_image, Image.from_bytes(big, name="big.jpg"), 0, None,
+        transform=lambda data, fmt, name: data, max_bytes=50,
+    )  # fmt: skip
+    assert str(shrunk).endswith("limit per image: it is still too large after resizing")
+
+
+def test_generated_names_carry_a_64_bit_digest() -> None:
+    name = generated_name(PNG, "png")
+    assert len(name) == len("image-") + 16 + len(".png")
+    int(name[len("image-") : -len(".png")], 16)  # hexadecimal
