@@ -760,3 +760,43 @@ def test_a_plain_error_body_becomes_the_matching_error(
     assert error.code == code
     assert error.status_code == status
     assert str(error).startswith(message)
+
+
+def test_a_summary_whose_fields_drifted_in_type_keeps_what_fits() -> None:
+    text = json.dumps(
+        {
+            "code": 0,
+            "summary": [
+                {
+                    "code": "14",
+                    "message": "download failed",
+                    "name": "a.jpg",
+                    "suggestion": "2",
+                    "riskType": "-1",
+                    "riskTask": "54bcfc6c329af61034f7c2fc",
+                    "tag": "t",
+                },
+                {"code": True, "message": 3, "name": None, "suggestion": 1.5, "riskType": "x"},
+                {"code": 7, "suggestion": 1, "riskType": 2, "riskTask": 9, "tag": ["t"]},
+            ],
+        }
+    )
+    assert decode_inner(text).summary == [
+        SummaryItem(
+            code=14,
+            message="download failed",
+            name="a.jpg",
+            suggestion=2,
+            risk_type=-1,
+            risk_task="54bcfc6c329af61034f7c2fc",
+            tag="t",
+        ),
+        SummaryItem(code=0),
+        SummaryItem(code=7, suggestion=1, risk_type=2),
+    ]
+
+
+@pytest.mark.parametrize("summary", ['{"a": 1}', "[1]", '["x"]'])
+def test_a_summary_that_is_not_a_list_of_objects_is_malformed(summary: str) -> None:
+    with pytest.raises(MalformedResponseError, match="summary"):
+        decode_inner('{"code": 0, "summary": ' + summary + "}")

@@ -418,3 +418,13 @@ def test_image_result_ok_needs_code_zero_and_no_error() -> None:
 def test_recognition_response_ok() -> None:
     assert RecognitionResponse(code=0).ok
     assert not RecognitionResponse(code=1).ok
+
+
+def test_regroup_unknown_inputs_with_an_unnamed_summary_matches_by_position() -> None:
+    # The summary names nothing, so its images are "#0", "#1": the task entries, which do
+    # carry names, must be matched by position, not by those made-up names.
+    resp = response([ok_line(None), ok_line(None)], {T1: [entry(0, "u1"), entry(1, "u2")]})
+    results = regroup_unknown_inputs(resp)
+    assert [r.name for r in results] == ["#0", "#1"]
+    assert [labels(r) for r in results] == [{T1: 0}, {T1: 1}]
+    assert [r.sequence_id for r in results] == [None, None]  # a callback carries none
