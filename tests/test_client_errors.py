@@ -9,12 +9,14 @@ runs as it does against the service.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
-from clients import in_process_client
+from clients import PNG_1x1, http_client_for, in_process_client
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tupu_async import (
@@ -23,14 +25,16 @@ from tupu_async import (
     ClockSkewError,
     ConfigurationError,
     Hooks,
+    Image,
     ImageResult,
     Region,
     RequestEvent,
     RetryPolicy,
     ServerError,
     TupuError,
+    UnlimitedLimiter,
 )
-from tupu_async._constants import REGION_HOSTS
+from tupu_async._constants import REGION_HOSTS, USER_AGENT
 from tupu_async._signing import sign_message
 from tupu_async.testing import FakeTupuServer
 
@@ -360,3 +364,94 @@ async def test_a_caller_cancelled_after_its_group_is_sent_leaves_the_others_serv
     assert sorted(results) == sorted(staying)
     assert all(r.ok and r.index == 0 for r in results.values())
     assert [sorted(r.names) for r in server.requests] == [sorted([gone, *staying])]  # type: ignore[type-var]
+
+
+# ------------------------------------------------------------- what goes on the wire
+
+
+class StatusScripted(Scripted):
+    """Answers with HTTP ``status``: a signed envelope of code 0, or ``body`` when given."""
+
+    def __init__(self, status: int, body: bytes | None = None) -> None:
+        super().__init__(0)
+        self.status = status
+        self.body = body
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        answer = super().handle(request)
+        content = answer.content if self.body is None else self.body
+        return httpx.Response(self.status, content=content)
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_transient_status_is_retried_even_with_a_valid_envelope(status: int) -> None:
+    scripted = StatusScripted(status)
+    async with scripted.client(limiter=UnlimitedLimiter()) as client:
+        with pytest.raises(TupuError) as info:
+            await client.recognize(urls(1))
+    assert getattr(info.value, "status_code", None) == status
+    assert len(scripted.requests) == 1 + RETRIES
+
+
+async def test_a_gateway_page_is_quoted_in_the_error() -> None:
+    scripted = StatusScripted(502, b"<html>  bad\n gateway </html>")
+    async with scripted.client() as client:
+        with pytest.raises(ServerError) as info:
+            await client.recognize(urls(1))
+    assert "body: '<html> bad gateway </html>'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("transport", "content_type"),
+    [("multipart", "multipart/form-data; boundary="), ("base64", "application/json")],
+)
+async def test_every_request_names_its_content_type_and_the_client(
+    transport: str, content_type: str
+) -> None:
+    scripted = Scripted(0)
+    async with scripted.client() as client:
+        for _ in range(2):  # the second request reuses the headers of the first
+            await client.recognize([Image.from_bytes(PNG_1x1)], transport=transport)  # type: ignore[arg-type]
+    for request in scripted.requests:
+        assert request.headers["Content-Type"].startswith(content_type)
+        assert request.headers["User-Agent"] == USER_AGENT
+    boundaries = {r.headers["Content-Type"] for r in scripted.requests}
+    assert len(boundaries) == (2 if transport == "multipart" else 1)  # a fresh boundary each
+
+
+async def test_hook_events_name_the_endpoint_but_not_the_secret_id() -> None:
+    paths: list[str] = []
+    scripted = Scripted(0)
+    hooks = Hooks(on_request=lambda event: paths.append(event.path))
+    async with scripted.client(hooks=hooks) as client:
+        await client.recognize(urls(1))
+    assert paths == ["/v3/recognition/<secretId>"]
+    assert scripted.requests[0].url.path == "/v3/recognition/scripted-secret"
+
+
+class SentRecorder(UnlimitedLimiter):
+    """A limiter whose permits want to hear when their request body is on the wire."""
+
+    def __init__(self) -> None:
+        self.granted = 0
+        self.sent = 0
+
+    async def acquire(self) -> Callable[[], None]:  # type: ignore[override]
+        await anyio.lowlevel.checkpoint()
+        self.granted += 1
+
+        def mark_sent() -> None:
+            self.sent += 1
+
+        return mark_sent
+
+
+async def test_the_limiter_hears_once_per_request_when_its_body_was_sent() -> None:
+    server = FakeTupuServer(qps_limit=None)
+    limiter = SentRecorder()
+    with server.serve_in_thread() as base_url:
+        async with http_client_for(server, base_url, limiter=limiter) as client:
+            await client.recognize(urls(3))
+            await client.recognize([Image.from_bytes(PNG_1x1)], transport="base64")
+    assert limiter.granted == 2
+    assert limiter.sent == 2
