@@ -9,6 +9,7 @@ runs as it does against the service.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from tupu_async import (
     RequestEvent,
     RetryPolicy,
     ServerError,
+    TransportError,
     TupuError,
     UnlimitedLimiter,
 )
@@ -455,3 +457,35 @@ async def test_the_limiter_hears_once_per_request_when_its_body_was_sent() -> No
             await client.recognize([Image.from_bytes(PNG_1x1)], transport="base64")
     assert limiter.granted == 2
     assert limiter.sent == 2
+
+
+async def test_each_attempt_is_logged_at_debug_without_the_secret_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scripted = Scripted(0)
+    async with scripted.client() as client:
+        with caplog.at_level(logging.DEBUG, logger="tupu_async"):
+            await client.recognize(urls(2))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("POST ")]
+    assert line.startswith("POST /v3/recognition/<secretId> (2 images, attempt 0, ")
+    assert line.endswith(" bytes, signature=***)")
+
+
+async def test_an_attempt_that_got_no_answer_reports_no_status() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    events: list[RequestEvent] = []
+    client = AsyncTupuClient(
+        "sid",
+        CLIENT_KEY,
+        base_url="http://tupu.test",
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(refuse)),
+        retry_policy=POLICY,
+        hooks=Hooks(on_response=events.append, on_retry=events.append),
+    )
+    async with client:
+        with pytest.raises(TransportError):
+            await client.recognize(urls(1))
+    assert len(events) == 1 + RETRIES + RETRIES  # a response event per attempt, a retry per retry
+    assert all(e.status_code is None and isinstance(e.error, TransportError) for e in events)

@@ -40,7 +40,7 @@ from tupu_async._constants import (
     TASK_PORN,
     TASK_VIOLENCE,
 )
-from tupu_async._envelope import decode_inner, open_envelope
+from tupu_async._envelope import decode_inner, excerpt, open_envelope
 from tupu_async._keys import official_public_key
 from tupu_async._signing import sign_message
 from tupu_async._types import (
@@ -800,3 +800,9 @@ def test_a_summary_whose_fields_drifted_in_type_keeps_what_fits() -> None:
 def test_a_summary_that_is_not_a_list_of_objects_is_malformed(summary: str) -> None:
     with pytest.raises(MalformedResponseError, match="summary"):
         decode_inner('{"code": 0, "summary": ' + summary + "}")
+
+
+def test_an_excerpt_is_cut_at_200_characters_with_an_ellipsis() -> None:
+    assert excerpt("x" * 200) == "x" * 200
+    assert excerpt("x" * 201) == "x" * 200 + "…"
+    assert excerpt(b"a \n\t b") == "a b"  # whitespace runs collapse

@@ -481,6 +481,8 @@ def test_prepared_image_repr_is_short() -> None:
 def test_constructors_keep_every_field(tmp_path: pathlib.Path) -> None:
     path = Image.from_path(tmp_path / "a.jpg", tag="t", sequence_id="s1")
     data = Image.from_bytes(PNG, name="n.png", tag="u", sequence_id="s2")
+    url = Image.from_url("http://img.test/a.jpg", tag="v", sequence_id="s3")
+    assert (url.tag, url.sequence_id, url.name) == ("v", "s3", "http://img.test/a.jpg")
     assert (path.tag, path.sequence_id, path.name) == ("t", "s1", str(tmp_path / "a.jpg"))
     assert (data.tag, data.sequence_id, data.name) == ("u", "s2", "n.png")
 
@@ -575,3 +577,11 @@ def test_generated_names_carry_a_64_bit_digest() -> None:
     name = generated_name(PNG, "png")
     assert len(name) == len("image-") + 16 + len(".png")
     int(name[len("image-") : -len(".png")], 16)  # hexadecimal
+
+
+@pytest.mark.parametrize("url", ["http://img.test/a b.jpg", "https://img.test/a\tb", "http://"])
+def test_a_url_with_no_host_or_whitespace_says_to_percent_encode_it(url: str) -> None:
+    exc = invalid(Image.from_url, url)
+    assert (
+        str(exc) == f"{url!r} is not a usable URL (no host, or whitespace in it): percent-encode it"
+    )

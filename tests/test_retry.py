@@ -7,6 +7,7 @@ import email.utils
 import math
 import random
 import socket
+import time
 
 import anyio
 import httpx
@@ -378,3 +379,23 @@ async def test_a_refused_loopback_connection_becomes_a_transport_error() -> None
     assert isinstance(error, TransportError)
     assert f"POST http://127.0.0.1:{port}" in str(error)
     assert should_retry(caught.value)
+
+
+def test_an_http_date_is_measured_from_the_current_time_by_default() -> None:
+    header = email.utils.formatdate(time.time() + 30, usegmt=True)
+    delay = parse_retry_after(header)
+    assert delay is not None
+    assert 25.0 <= delay <= 31.0
+
+
+def test_an_http_date_without_a_zone_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: a local reading would be 8 h off
+    time.tzset()
+    try:
+        at = dt.datetime(2015, 10, 21, 7, 28, tzinfo=dt.timezone.utc).timestamp()
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now=at - 10) == 10.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
