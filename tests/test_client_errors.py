@@ -28,6 +28,7 @@ from tupu_async import (
     Hooks,
     Image,
     ImageResult,
+    RateLimitError,
     Region,
     RequestEvent,
     RetryPolicy,
@@ -489,3 +490,83 @@ async def test_an_attempt_that_got_no_answer_reports_no_status() -> None:
             await client.recognize(urls(1))
     assert len(events) == 1 + RETRIES + RETRIES  # a response event per attempt, a retry per retry
     assert all(e.status_code is None and isinstance(e.error, TransportError) for e in events)
+
+
+class Sequence429(Scripted):
+    """Answers HTTP 429 (Retry-After 0.01), then 503, then a signed success."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.answers = [(429, {"Retry-After": "0.01"}), (503, {})]
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        answer = super().handle(request)
+        if self.answers:
+            status, headers = self.answers.pop(0)
+            return httpx.Response(status, headers=headers, text="busy")
+        return answer
+
+
+class ThrottleRecorder(UnlimitedLimiter):
+    def __init__(self) -> None:
+        self.throttles: list[float | None] = []
+
+    async def on_throttle(self, retry_after: float | None = None) -> None:
+        self.throttles.append(retry_after)
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_every_attempt_is_reported_to_hooks_stats_limiter_and_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[tuple[str, RequestEvent]] = []
+    hooks = Hooks(
+        on_response=lambda e: seen.append(("response", e)),
+        on_throttle=lambda e: seen.append(("throttle", e)),
+        on_retry=lambda e: seen.append(("retry", e)),
+    )
+    scripted = Sequence429()
+    limiter = ThrottleRecorder()
+    async with scripted.client(hooks=hooks, limiter=limiter) as client:
+        with caplog.at_level(logging.INFO, logger="tupu_async"):
+            response = await client.recognize(urls(2))
+        stats = client.stats
+    assert response.code == 0
+    path = "/v3/recognition/<secretId>"
+    assert [(k, e.path, e.images, e.attempt, e.status_code) for k, e in seen] == [
+        ("response", path, 2, 0, 429),
+        ("throttle", path, 2, 0, 429),
+        ("retry", path, 2, 0, 429),
+        ("response", path, 2, 1, 503),
+        ("retry", path, 2, 1, 503),
+        ("response", path, 2, 2, 200),
+    ]
+    throttle = seen[1][1]
+    assert throttle.delay == 0.01  # the service's Retry-After
+    assert isinstance(throttle.error, RateLimitError)
+    assert all(e.elapsed is not None and 0 <= e.elapsed < 30 for _, e in seen)
+    assert all(e.delay is not None and e.delay >= 0 for k, e in seen if k == "retry")
+    assert seen[2][1].delay is not None
+    assert seen[2][1].delay >= 0.01  # Retry-After is a floor
+    assert limiter.throttles == [0.01]
+    assert (stats.throttles, stats.retries, stats.failures) == (1, 2, 0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "throttled by Tupu (HTTP 429); pausing all requests for 0.01s" in messages
+    assert sum(m.startswith(f"retrying {path} in ") for m in messages) == 2
+
+
+async def test_giving_up_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    scripted = StatusScripted(429)  # no Retry-After: the pause defaults to a second
+    limiter = ThrottleRecorder()
+    async with scripted.client(limiter=limiter) as client:
+        with caplog.at_level(logging.INFO, logger="tupu_async"), pytest.raises(RateLimitError):
+            await client.recognize(urls(2))
+        stats = client.stats
+    assert (stats.throttles, stats.retries, stats.failures) == (1 + RETRIES, RETRIES, 1)
+    assert limiter.throttles == [None] * (1 + RETRIES)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "throttled by Tupu (HTTP 429); pausing all requests for 1.00s" in messages
+    assert any(
+        m.startswith("giving up on /v3/recognition/<secretId> (2 images) after 3 attempts: ")
+        for m in messages
+    )
