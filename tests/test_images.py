@@ -585,3 +585,8 @@ def test_a_url_with_no_host_or_whitespace_says_to_percent_encode_it(url: str) ->
     assert (
         str(exc) == f"{url!r} is not a usable URL (no host, or whitespace in it): percent-encode it"
     )
+
+
+def test_a_url_may_carry_another_url_in_its_query() -> None:
+    url = "http://img.test/go?to=file:///a.jpg"
+    assert Image.from_url(url).url == url
