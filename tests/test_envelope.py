@@ -806,3 +806,49 @@ def test_an_excerpt_is_cut_at_200_characters_with_an_ellipsis() -> None:
     assert excerpt("x" * 200) == "x" * 200
     assert excerpt("x" * 201) == "x" * 200 + "…"
     assert excerpt(b"a \n\t b") == "a b"  # whitespace runs collapse
+
+
+def test_an_unknown_task_keeps_only_well_typed_fields_and_its_statistics() -> None:
+    task_id = "5f00000000000000000000aa"
+    text = json.dumps(
+        {
+            "code": 0,
+            task_id: {
+                "fileList": [
+                    {"name": 5, "rate": 0.5, "review": "yes", "tag": "t"},
+                    {"name": "b", "review": True, "tag": 7},
+                ],
+                "reviewCount": 3,
+                "topNStatistic": [{"label": 1, "count": 2}],
+            },
+        }
+    )
+    task = decode_inner(text).tasks[task_id]
+    first, second = task.file_list
+    assert (first.name, first.review, first.tag) == (None, None, "t")
+    assert (second.name, second.review, second.tag) == ("b", True, None)
+    assert task.review_count == 3
+    assert task.top_n_statistic == [TopNCount(label=1, count=2)]
+
+
+def test_an_unknown_task_with_a_non_object_entry_is_malformed() -> None:
+    text = '{"code": 0, "5f00000000000000000000aa": {"fileList": [1]}}'
+    with pytest.raises(MalformedResponseError) as info:
+        decode_inner(text)
+    assert "Expected `object`, got `int` - at `$.fileList[0]`" in str(info.value)
+    assert info.value.body_excerpt == text
+
+
+def test_the_head_of_a_response_defaults_and_coerces() -> None:
+    bare = decode_inner('{"code": 0}')
+    assert (bare.message, bare.timestamp, bare.nonce, bare.request_id) == ("", None, None, None)
+    odd = decode_inner(
+        '{"code": 0, "message": 5, "timestamp": true, "nonce": null, "requestId": null}'
+    )
+    assert (odd.message, odd.timestamp, odd.nonce, odd.request_id) == ("5", None, None, None)
+    assert decode_inner('{"code": 0, "message": "ok"}').message == "ok"
+
+
+def test_a_response_without_code_is_malformed() -> None:
+    with pytest.raises(MalformedResponseError, match="missing 'code'"):
+        decode_inner('{"message": "ok"}')

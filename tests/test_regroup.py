@@ -428,3 +428,10 @@ def test_regroup_unknown_inputs_with_an_unnamed_summary_matches_by_position() ->
     assert [r.name for r in results] == ["#0", "#1"]
     assert [labels(r) for r in results] == [{T1: 0}, {T1: 1}]
     assert [r.sequence_id for r in results] == [None, None]  # a callback carries none
+
+
+def test_a_failed_image_error_carries_the_service_message() -> None:
+    resp = response([ok_line("u1"), failed_line("u2")], {T1: [entry(0, "u1")]})
+    failed = regroup_unknown_inputs(resp)[1]
+    assert failed.error is not None
+    assert str(failed.error).startswith("u2: Tupu code 14 (download fail): ")
