@@ -852,3 +852,42 @@ def test_the_head_of_a_response_defaults_and_coerces() -> None:
 def test_a_response_without_code_is_malformed() -> None:
     with pytest.raises(MalformedResponseError, match="missing 'code'"):
         decode_inner('{"message": "ok"}')
+
+
+def test_signature_failures_say_what_to_check() -> None:
+    text = '{"code": 0}'
+    with pytest.raises(SignatureVerificationError) as unsigned:
+        open_envelope(json.dumps({"json": text}).encode(), TEST_PUB)
+    assert str(unsigned.value) == (
+        "the response envelope carries no signature, so it cannot be trusted; if you really "
+        "talk to a server that does not sign, pass verify_signature=False"
+    )
+    other = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(SignatureVerificationError) as forged:
+        open_envelope(signed(text, key=other), TEST_PUB)
+    assert str(forged.value) == (
+        "the response signature does not verify with the Tupu public key: the response was "
+        "altered in transit or came from another server. Check base_url, and pass "
+        "tupu_public_key= if you talk to a fake or private deployment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"not json at all", 400), (b'{"other": 1}', 400), (b'{"other": 1}', 502)],
+)
+def test_an_error_status_without_an_envelope_is_an_http_error(body: bytes, status: int) -> None:
+    with pytest.raises(APIError) as info:
+        open_envelope(body, TEST_PUB, status_code=status)
+    assert info.value.status_code == status
+    assert str(info.value).endswith(f"body: {body.decode()!r}")
+
+
+def test_a_json_body_without_json_field_under_400_is_malformed() -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        open_envelope(b'{"other": 1}', TEST_PUB, status_code=399)
+    assert str(info.value) == (
+        "the response has no 'json' field, so it is not a Tupu envelope: '{\"other\": 1}'"
+    )
+    assert info.value.status_code == 399
+    assert info.value.body_excerpt == '{"other": 1}'
