@@ -25,6 +25,7 @@ from tupu_async._images import (
     generated_name,
     gif_frame_count,
     load_image,
+    safe_filename,
     sniff_format,
     tag_for,
     to_image,
@@ -522,14 +523,14 @@ def gif(
     screen_flags = flags | (0x80 | global_bits if global_bits is not None else 0)
     out = b"GIF89a" + b"\x01\x00\x01\x00" + bytes([screen_flags]) + b"\x00\x00"
     if global_bits is not None:
-        out += b"\x01" * (3 * 2 ** (global_bits + 1))
+        out += b"\xff" * (3 * 2 ** (global_bits + 1))  # misread as a block size: overrun
     for _ in range(frames):
         if extension:
             out += b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # graphic control extension
         local = flags | (0x80 | local_bits if local_bits is not None else 0)
         out += b"\x2c" + b"\x00" * 8 + bytes([local])
         if local_bits is not None:
-            out += b"\x02" * (3 * 2 ** (local_bits + 1))
+            out += b"\xff" * (3 * 2 ** (local_bits + 1))
         out += b"\x02" + b"\x02\x4c\x01" + b"\x00"  # LZW code size, one sub-block, end
     return out + (b"\x3b" if trailer else b"")
 
@@ -590,3 +591,41 @@ def test_a_url_with_no_host_or_whitespace_says_to_percent_encode_it(url: str) ->
 def test_a_url_may_carry_another_url_in_its_query() -> None:
     url = "http://img.test/go?to=file:///a.jpg"
     assert Image.from_url(url).url == url
+
+
+def test_load_image_keeps_index_names_and_sequence_id(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "cat.png"
+    file.write_bytes(PNG)
+    named = load_image(Image.from_path(file, name="custom", sequence_id="s1"), 7, None)
+    assert (named.index, named.name, named.sequence_id) == (7, "custom", "s1")
+    url = load_image(Image.from_url("http://img.test/a.jpg", sequence_id="s2"), 3, "t")
+    assert (url.index, url.wire_name, url.sequence_id, url.tag) == (
+        3,
+        "http://img.test/a.jpg",
+        "s2",
+        "t",
+    )
+
+
+def test_load_image_names_the_file_in_content_errors(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_bytes(b"just text")
+    exc = invalid(load_image, Image.from_path(file), 0, None)
+    assert str(exc).startswith(f"{file}: not an image format the Tupu API accepts")
+
+
+def test_an_unreadable_path_says_why(tmp_path: pathlib.Path) -> None:
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    exc = invalid(load_image, Image.from_path(loop), 0, None)
+    assert str(exc) == f"{loop}: cannot read the file (Too many levels of symbolic links)"
+
+
+def test_a_tag_must_be_a_str() -> None:
+    exc = invalid(load_image, Image.from_bytes(PNG), 0, 5)
+    assert str(exc) == "tag 5 must be a str"
+
+
+def test_unsafe_file_name_characters_become_underscores() -> None:
+    assert safe_filename('a"b\\c\x00d.png') == "a_b_c_d.png"
+    assert safe_filename("") == "image"
