@@ -552,21 +552,25 @@ async def test_every_attempt_is_reported_to_hooks_stats_limiter_and_log(
     assert (stats.throttles, stats.retries, stats.failures) == (1, 2, 0)
     messages = [r.getMessage() for r in caplog.records]
     assert "throttled by Tupu (HTTP 429); pausing all requests for 0.01s" in messages
-    assert sum(m.startswith(f"retrying {path} in ") for m in messages) == 2
+    retries = [m for m in messages if m.startswith(f"retrying {path} in ")]
+    assert len(retries) == 2
+    assert "s (attempt 1 of 2): HTTP 429: the secret id is over its QPS limit" in retries[0]
+    assert "s (attempt 2 of 2): HTTP 503 from Tupu" in retries[1]
 
 
 async def test_giving_up_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     scripted = StatusScripted(429)  # no Retry-After: the pause defaults to a second
     limiter = ThrottleRecorder()
     async with scripted.client(limiter=limiter) as client:
-        with caplog.at_level(logging.INFO, logger="tupu_async"), pytest.raises(RateLimitError):
-            await client.recognize(urls(2))
+        with caplog.at_level(logging.INFO, logger="tupu_async"):
+            for _ in range(2):
+                with pytest.raises(RateLimitError):
+                    await client.recognize(urls(2))
         stats = client.stats
-    assert (stats.throttles, stats.retries, stats.failures) == (1 + RETRIES, RETRIES, 1)
-    assert limiter.throttles == [None] * (1 + RETRIES)
+    attempts = 2 * (1 + RETRIES)
+    assert (stats.throttles, stats.retries, stats.failures) == (attempts, 2 * RETRIES, 2)
+    assert limiter.throttles == [None] * attempts
     messages = [r.getMessage() for r in caplog.records]
     assert "throttled by Tupu (HTTP 429); pausing all requests for 1.00s" in messages
-    assert any(
-        m.startswith("giving up on /v3/recognition/<secretId> (2 images) after 3 attempts: ")
-        for m in messages
-    )
+    giving_up = "giving up on /v3/recognition/<secretId> (2 images) after 3 attempts: HTTP 429"
+    assert sum(m.startswith(giving_up) for m in messages) == 2
