@@ -268,3 +268,9 @@ def test_empty_input() -> None:
 def test_max_images_must_be_positive(bad: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Packer(max_images=bad)
+
+
+@pytest.mark.parametrize("max_images", [0, -1])
+def test_a_packer_needs_room_for_one_image(max_images: int) -> None:
+    with pytest.raises(ValueError, match=r"^max_images_per_request must be at least 1$"):
+        Packer(max_images=max_images)

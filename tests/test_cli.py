@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from tupu_async import Image
+from tupu_async import ConfigurationError, Image, KeyLoadError
 from tupu_async._signing import sign_message
-from tupu_async.cli import main
+from tupu_async.cli import _libraries_cmd, main
 from tupu_async.cli._app import app
 from tupu_async.cli._config import SettingError, resolve_settings
 from tupu_async.cli._demo import demo_inputs
@@ -433,6 +433,11 @@ def test_piped_output_is_clean_json_lines_and_a_readable_summary(
     assert "Summary" in proc.stderr
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C interrupts, whatever the parent inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_run_resumes_without_duplicates(fake: Fake, tmp_path: pathlib.Path) -> None:
     everything = urls(120, "interrupted")
     listing = tmp_path / "list.txt"
@@ -451,7 +456,12 @@ def test_interrupted_run_resumes_without_duplicates(fake: Fake, tmp_path: pathli
         "4",
     ]
     proc = subprocess.Popen(
-        command, env=_cli_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=_cli_env(fake),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,  # pytest may run with SIGINT ignored (nohup, `&`)
     )
     try:
         deadline = time.monotonic() + 30
@@ -792,3 +802,47 @@ def test_resize_option_shrinks_a_large_file(
     assert without.exit_code == 1
     assert "resize=True" in json_lines(without.stdout)[0]["message"]  # type: ignore[operator]
     assert with_resize.exit_code == 0
+
+
+def test_libraries_search_prints_a_table(fake: Fake, runner: CliRunner) -> None:
+    library_id = fake.server.create_library("[red]cli-table", type=1, threshold=0.9, status=1)
+
+    result = runner.invoke(app, ["libraries", "search"], env={**fake.env, "COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.stderr
+    assert "image libraries" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if library_id in line)
+    cells = [cell.strip() for cell in row.strip("│┃| ").split("│")]
+    assert cells == [library_id, "[red]cli-table", "white", "0.9", "1", "0"]  # markup stays text
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit_code", "words"),
+    [
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (ConfigurationError("Tupu code 13: enable tasks", code=13), 2, "ConfigurationError"),
+        (KeyLoadError("unusable key: supply a PEM file"), 2, "unusable key"),
+        (ImportError("pip install 'tupu-async[redis]'"), 2, "tupu-async[redis]"),
+        (ValueError("a bad value"), 2, "a bad value"),
+        (OSError("disk gone"), 2, "disk gone"),
+    ],
+)
+def test_what_a_command_raises_becomes_an_exit_code_and_one_line(
+    fake: Fake,
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    exit_code: int,
+    words: str,
+) -> None:
+    async def failing(*args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(_libraries_cmd, "run_search", failing)
+
+    result = runner.invoke(app, ["libraries", "search"], env={**fake.env, "COLUMNS": "200"})
+
+    assert result.exit_code == exit_code
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

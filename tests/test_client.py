@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pathlib
 
 import anyio
@@ -11,10 +12,12 @@ from clients import in_process_client, png
 from tupu_async import (
     AuthenticationError,
     ClientClosedError,
+    Hooks,
     Image,
     ImageResult,
     InvalidImageError,
     PornFile,
+    RequestEvent,
     RetryPolicy,
     ServerError,
     SignatureVerificationError,
@@ -140,15 +143,28 @@ async def test_recognize_many_mixed_inputs_keep_order_and_report_bad_ones() -> N
 
 async def test_recognize_many_accepts_async_iterables_and_tags() -> None:
     server = FakeTupuServer()
+    sent: list[int] = []
+    first_thirteen_answered = anyio.Event()
+
+    def answered(event: RequestEvent) -> None:
+        sent.append(event.images)
+        if sum(sent) == 13:
+            first_thirteen_answered.set()
 
     async def source() -> object:
         for i in range(25):
             yield f"http://img.test/{i}.jpg"
             if i == 12:
-                await anyio.sleep(0.05)  # a stall: the partial batch is flushed by linger
+                # A stall: the source gives nothing more until the partial batch of 3 has
+                # been flushed by linger and answered (it would wait forever otherwise).
+                with anyio.fail_after(30):
+                    await first_thirteen_answered.wait()
 
-    async with in_process_client(server) as client:
+    hooks = Hooks(on_response=answered)
+    async with in_process_client(server, hooks=hooks) as client:
         results = await client.recognize_many(source(), tags=["first", "rest"])  # type: ignore[arg-type]
+    assert sum(sent) == 25  # every image was sent once, in batches of at most 10
+    assert max(sent) <= 10
     assert len(results) == 25
     assert results[0].tag == "first"
     assert all(r.tag == "rest" for r in results[1:])
@@ -249,14 +265,18 @@ async def test_recognize_one_raises_invalid_input_and_needs_async_with() -> None
 async def test_iter_recognize_streams_and_break_cancels_in_flight_work() -> None:
     server = FakeTupuServer(qps_limit=None, latency=0.05)
     pulled = 0
+    source_closed = anyio.Event()
 
     def endless() -> object:
         nonlocal pulled
         i = 0
-        while True:
-            pulled += 1
-            yield f"http://img.test/{i}.jpg"
-            i += 1
+        try:
+            while True:
+                pulled += 1
+                yield f"http://img.test/{i}.jpg"
+                i += 1
+        finally:
+            source_closed.set()
 
     async with in_process_client(server, qps=1000, max_in_flight=4) as client:
         seen = 0
@@ -264,13 +284,17 @@ async def test_iter_recognize_streams_and_break_cancels_in_flight_work() -> None
             seen += 1
             if seen == 35:
                 break
-        # the abandoned generator is finalised by the event loop; its work must stop soon
-        with anyio.fail_after(2):
-            while client.stats.in_flight:  # noqa: ASYNC110 - polling a counter, no event to wait on
+        # The abandoned generator is finalised by the event loop, which cancels its work;
+        # the source is released (closed) only once that work has ended.
+        with anyio.fail_after(30):
+            while not source_closed.is_set():
+                gc.collect()  # the cancelled work's frames may sit in reference cycles
                 await anyio.sleep(0.01)
-        in_flight_after_break = client.stats.requests
-        await anyio.sleep(0.2)
-        assert client.stats.requests == in_flight_after_break  # nothing new was started
+        assert client.stats.in_flight == 0
+        requests_after_break = client.stats.requests
+        pulled_after_break = pulled
+    assert client.stats.requests == requests_after_break  # nothing new was started
+    assert pulled == pulled_after_break
     # the window bounds how far input is read ahead of the consumer: the results it took,
     # one stream buffer (10), four requests in flight (40), one batch being packed (10)
     assert pulled <= 35 + 10 + 4 * 10 + 10 + 1

@@ -40,7 +40,7 @@ from tupu_async._constants import (
     TASK_PORN,
     TASK_VIOLENCE,
 )
-from tupu_async._envelope import decode_inner, open_envelope
+from tupu_async._envelope import decode_inner, excerpt, open_envelope
 from tupu_async._keys import official_public_key
 from tupu_async._signing import sign_message
 from tupu_async._types import (
@@ -526,11 +526,14 @@ def test_decode_inner_renders_numeric_nonce_and_request_id_as_str() -> None:
 def test_huge_integer_rate_is_not_a_crash(task_id: str) -> None:
     huge = "1" + "0" * 400  # a valid JSON number, far beyond a float's range
     text = '{"code":0,"' + task_id + '":{"fileList":[{"name":"a","rate":' + huge + "}]}}"
-    try:
-        resp = verify_envelope(signed(text), TEST_PUB)
-    except TupuError:
-        return
-    assert len(resp.images) == 1
+    resp = verify_envelope(signed(text), TEST_PUB)
+
+    # The entry cannot be typed (a rate is a float): it is kept whole, the number exact.
+    (image,) = resp.images
+    entry = image.tasks[task_id]
+    assert isinstance(entry, GenericFile)
+    assert entry.rate is None
+    assert entry.extra == {"rate": int(huge)}
 
 
 # --- fuzzing: nothing but TupuError ---------------------------------------------------------
@@ -720,3 +723,205 @@ def test_verify_envelope_refuses_deep_nesting_as_a_tupu_error() -> None:
     nested = "[" * _DEPTH + "]" * _DEPTH
     with pytest.raises(TupuError):
         verify_envelope('{"json":' + nested + ',"signature":"x"}')
+
+
+# --- what a body that is not an envelope is reported as -----------------------------------
+
+ENVELOPE = "expected a signed Tupu envelope {'json': ..., 'signature': ...} but got "
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"", None, ENVELOPE + "an empty body"),
+        (b" \n", 200, ENVELOPE + "an empty HTTP 200 body"),
+        (b"  <html>bad gateway</html>", None, ENVELOPE + "an HTML page, probably a proxy or "
+         "gateway error: '<html>bad gateway</html>'"),
+        (b"<p>x</p>", 200, ENVELOPE + "an HTML page (HTTP 200), probably a proxy or gateway "
+         "error: '<p>x</p>'"),
+        (b'{"json": 1', None, ENVELOPE + "a truncated or invalid JSON body: '{\"json\": 1'"),
+        (b"plain text", 200, ENVELOPE + "a non-JSON HTTP 200 body: 'plain text'"),
+    ],
+)  # fmt: skip
+def test_a_body_that_is_not_json_is_described(
+    body: bytes, status: int | None, message: str
+) -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        open_envelope(body, TEST_PUB, status_code=status)
+    assert str(info.value) == message
+    assert info.value.status_code == status
+
+
+NO_SIGNED = "Tupu answered with an error and no signed result: "
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "cls", "code", "message"),
+    [
+        # the inner error wins over the outer code and message
+        (b'{"error": {"code": 7, "message": "inner"}, "code": 6, "message": "outer"}', 200,
+         ConfigurationError, 7, "Tupu code 7 (inner): task not allowed"),
+        (b'{"error": {"code": 7, "msg": "via msg"}}', 200,
+         ConfigurationError, 7, "Tupu code 7 (via msg): task not allowed"),
+        # a code that is not an int is ignored; the outer one and its message stand in
+        (b'{"error": {"code": "7"}, "code": 6, "message": "outer"}', 200,
+         AuthenticationError, 6, "Tupu code 6 (outer): secretId error"),
+        (b'{"code": 12}', None, ClockSkewError, 12, "Tupu code 12 (no message): timestamp"),
+        (b'{"error": "quota exceeded"}', None, APIError, None, NO_SIGNED + "'quota exceeded'"),
+        (b'{"error": "quota"}', 200, APIError, None, NO_SIGNED + "'quota'"),
+        (b'{"code": 0}', None, APIError, None, NO_SIGNED + "'{\"code\": 0}'"),
+        (b'{"error": "bad"}', 400, APIError, None,
+         "HTTP 400 from Tupu; body: '{\"error\": \"bad\"}'"),
+        (b'{"error": "who?"}', 403, AuthenticationError, None, "HTTP 403: the service refused"),
+    ],
+)  # fmt: skip
+def test_a_plain_error_body_becomes_the_matching_error(
+    body: bytes, status: int | None, cls: type[APIError], code: int | None, message: str
+) -> None:
+    with pytest.raises(APIError) as info:
+        open_envelope(body, TEST_PUB, status_code=status)
+    error = info.value
+    assert type(error) is cls
+    assert error.code == code
+    assert error.status_code == status
+    assert str(error).startswith(message)
+
+
+def test_a_summary_whose_fields_drifted_in_type_keeps_what_fits() -> None:
+    text = json.dumps(
+        {
+            "code": 0,
+            "summary": [
+                {
+                    "code": "14",
+                    "message": "download failed",
+                    "name": "a.jpg",
+                    "suggestion": "2",
+                    "riskType": "-1",
+                    "riskTask": "54bcfc6c329af61034f7c2fc",
+                    "tag": "t",
+                },
+                {"code": True, "message": 3, "name": None, "suggestion": 1.5, "riskType": "x"},
+                {"code": 7, "suggestion": 1, "riskType": 2, "riskTask": 9, "tag": ["t"]},
+            ],
+        }
+    )
+    assert decode_inner(text).summary == [
+        SummaryItem(
+            code=14,
+            message="download failed",
+            name="a.jpg",
+            suggestion=2,
+            risk_type=-1,
+            risk_task="54bcfc6c329af61034f7c2fc",
+            tag="t",
+        ),
+        SummaryItem(code=0),
+        SummaryItem(code=7, suggestion=1, risk_type=2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("summary", "why"),
+    [
+        ('{"a": 1}', "(summary must be a list)"),
+        ("[1]", "(summary entries must be objects)"),
+        ('["x"]', "(summary entries must be objects)"),
+    ],
+)
+def test_a_summary_that_is_not_a_list_of_objects_is_malformed(summary: str, why: str) -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        decode_inner('{"code": 0, "summary": ' + summary + "}")
+    assert f"not the JSON Tupu documents {why}:" in str(info.value)
+
+
+def test_an_excerpt_is_cut_at_200_characters_with_an_ellipsis() -> None:
+    assert excerpt("x" * 200) == "x" * 200
+    assert excerpt("x" * 201) == "x" * 200 + "…"
+    assert excerpt(b"a \n\t b") == "a b"  # whitespace runs collapse
+
+
+def test_an_unknown_task_keeps_only_well_typed_fields_and_its_statistics() -> None:
+    task_id = "5f00000000000000000000aa"
+    text = json.dumps(
+        {
+            "code": 0,
+            task_id: {
+                "fileList": [
+                    {"name": 5, "rate": 0.5, "review": "yes", "tag": "t"},
+                    {"name": "b", "review": True, "tag": 7},
+                ],
+                "reviewCount": 3,
+                "topNStatistic": [{"label": 1, "count": 2}],
+            },
+        }
+    )
+    task = decode_inner(text).tasks[task_id]
+    first, second = task.file_list
+    assert (first.name, first.review, first.tag) == (None, None, "t")
+    assert (second.name, second.review, second.tag) == ("b", True, None)
+    assert task.review_count == 3
+    assert task.top_n_statistic == [TopNCount(label=1, count=2)]
+
+
+def test_an_unknown_task_with_a_non_object_entry_is_malformed() -> None:
+    text = '{"code": 0, "5f00000000000000000000aa": {"fileList": [1]}}'
+    with pytest.raises(MalformedResponseError) as info:
+        decode_inner(text)
+    assert "Expected `object`, got `int` - at `$.fileList[0]`" in str(info.value)
+    assert info.value.body_excerpt == text
+
+
+def test_the_head_of_a_response_defaults_and_coerces() -> None:
+    bare = decode_inner('{"code": 0}')
+    assert (bare.message, bare.timestamp, bare.nonce, bare.request_id) == ("", None, None, None)
+    odd = decode_inner(
+        '{"code": 0, "message": 5, "timestamp": true, "nonce": null, "requestId": null}'
+    )
+    assert (odd.message, odd.timestamp, odd.nonce, odd.request_id) == ("5", None, None, None)
+    assert decode_inner('{"code": 0, "message": "ok"}').message == "ok"
+
+
+def test_a_response_without_code_is_malformed() -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        decode_inner('{"message": "ok"}')
+    assert "not the JSON Tupu documents (missing 'code'):" in str(info.value)
+
+
+def test_signature_failures_say_what_to_check() -> None:
+    text = '{"code": 0}'
+    with pytest.raises(SignatureVerificationError) as unsigned:
+        open_envelope(json.dumps({"json": text}).encode(), TEST_PUB)
+    assert str(unsigned.value) == (
+        "the response envelope carries no signature, so it cannot be trusted; if you really "
+        "talk to a server that does not sign, pass verify_signature=False"
+    )
+    other = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(SignatureVerificationError) as forged:
+        open_envelope(signed(text, key=other), TEST_PUB)
+    assert str(forged.value) == (
+        "the response signature does not verify with the Tupu public key: the response was "
+        "altered in transit or came from another server. Check base_url, and pass "
+        "tupu_public_key= if you talk to a fake or private deployment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"not json at all", 400), (b'{"other": 1}', 400), (b'{"other": 1}', 502)],
+)
+def test_an_error_status_without_an_envelope_is_an_http_error(body: bytes, status: int) -> None:
+    with pytest.raises(APIError) as info:
+        open_envelope(body, TEST_PUB, status_code=status)
+    assert info.value.status_code == status
+    assert str(info.value).endswith(f"body: {body.decode()!r}")
+
+
+def test_a_json_body_without_json_field_under_400_is_malformed() -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        open_envelope(b'{"other": 1}', TEST_PUB, status_code=399)
+    assert str(info.value) == (
+        "the response has no 'json' field, so it is not a Tupu envelope: '{\"other\": 1}'"
+    )
+    assert info.value.status_code == 399
+    assert info.value.body_excerpt == '{"other": 1}'

@@ -269,10 +269,13 @@ def test_a_raising_hook_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture
     assert "metrics backend down" in caplog.text
 
 
-def test_unset_hooks_are_no_ops() -> None:
+def test_unset_hooks_are_skipped_not_called(caplog: pytest.LogCaptureFixture) -> None:
     hooks = Hooks()
-    for which in ("on_request", "on_response", "on_retry", "on_throttle"):
-        hooks.emit(which, RequestEvent(path="/p", images=1, attempt=0))
+    with caplog.at_level(logging.DEBUG, logger="tupu_async"):
+        for which in ("on_request", "on_response", "on_retry", "on_throttle"):
+            assert getattr(hooks, which) is None
+            hooks.emit(which, RequestEvent(path="/p", images=1, attempt=0))
+    assert caplog.records == []  # calling None would have been logged as a raising hook
 
 
 def test_every_hook_receives_its_event() -> None:

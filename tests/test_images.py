@@ -5,9 +5,13 @@ Real tiny images are built with Pillow, so the sniffer sees what encoders really
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import pathlib
+import subprocess
+import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +25,7 @@ from tupu_async._images import (
     generated_name,
     gif_frame_count,
     load_image,
+    safe_filename,
     sniff_format,
     tag_for,
     to_image,
@@ -177,16 +182,52 @@ def test_directory(tmp_path: pathlib.Path) -> None:
     assert "directory" in str(exc)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads anything")
+_LOAD = """
+import sys
+from tupu_async import Image, InvalidImageError
+from tupu_async._images import load_image
+try:
+    load_image(Image.from_path(sys.argv[1]), 0, None)
+except InvalidImageError as exc:
+    print(exc)
+else:
+    print("read it")
+"""
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
+
+
+def _drop_file_capabilities() -> None:
+    """In the child before exec: root without the capabilities that bypass file modes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file modes and capabilities")
 def test_unreadable_file(tmp_path: pathlib.Path) -> None:
     file = tmp_path / "locked.jpg"
     file.write_bytes(JPEG)
     file.chmod(0)
     try:
-        exc = invalid(load_image, Image.from_path(file), 0, None)
+        if os.geteuid() != 0:
+            message = str(invalid(load_image, Image.from_path(file), 0, None))
+        else:
+            # Root reads anything: load the file in a child that has lost that power.
+            proc = subprocess.run(
+                [sys.executable, "-c", _LOAD, str(file)],
+                preexec_fn=_drop_file_capabilities,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            message = proc.stdout
     finally:
         file.chmod(0o600)
-    assert "permission" in str(exc)
+    assert "locked.jpg: permission denied" in message
 
 
 def test_empty_content(tmp_path: pathlib.Path) -> None:
@@ -351,7 +392,9 @@ def test_generated_names_are_stable_for_the_same_content() -> None:
 @given(a=st.binary(min_size=1, max_size=64), b=st.binary(min_size=1, max_size=64))
 def test_generated_names_differ_for_different_content(a: bytes, b: bytes) -> None:
     assert (generated_name(a, "png") == generated_name(b, "png")) == (a == b)
-    assert generated_name(a, "jpeg") == generated_name(a, "jpeg")
+    stem = generated_name(a, "png").removesuffix(".png")
+    assert generated_name(a, "jpeg") == f"{stem}.jpg"  # the format picks only the extension
+    assert generated_name(a, "no-such-format") == f"{stem}.img"
 
 
 def test_explicit_name_is_kept() -> None:
@@ -444,3 +487,158 @@ def test_transform_output_still_too_large(tmp_path: pathlib.Path) -> None:
 def test_prepared_image_repr_is_short() -> None:
     text = repr(PreparedImage(0, "x", content=b"\x00" * 10_000))
     assert len(text) < 80
+
+
+# --- exact contracts the checks above leave open ------------------------------------------
+
+
+def test_constructors_keep_every_field(tmp_path: pathlib.Path) -> None:
+    path = Image.from_path(tmp_path / "a.jpg", tag="t", sequence_id="s1")
+    data = Image.from_bytes(PNG, name="n.png", tag="u", sequence_id="s2")
+    url = Image.from_url("http://img.test/a.jpg", tag="v", sequence_id="s3")
+    assert (url.tag, url.sequence_id, url.name) == ("v", "s3", "http://img.test/a.jpg")
+    assert (path.tag, path.sequence_id, path.name) == ("t", "s1", str(tmp_path / "a.jpg"))
+    assert (data.tag, data.sequence_id, data.name) == ("u", "s2", "n.png")
+
+
+def test_from_bytes_names_the_wrong_type() -> None:
+    exc = invalid(Image.from_bytes, "not bytes")
+    assert str(exc) == "Image.from_bytes needs bytes, not str"
+
+
+def test_repr_shows_where_each_kind_comes_from(tmp_path: pathlib.Path) -> None:
+    url = Image.from_url("http://img.test/a.jpg", tag="t")
+    path = Image.from_path(tmp_path / "b.png", name="b")
+    assert repr(url) == "Image.url('http://img.test/a.jpg', name='http://img.test/a.jpg', tag='t')"
+    assert repr(path) == f"Image.path({tmp_path / 'b.png'!r}, name='b', tag=None)"
+    assert repr(Image.from_bytes(PNG)) == f"Image.bytes('<{len(PNG)} bytes>', name=None, tag=None)"
+
+
+@pytest.mark.parametrize(
+    "brand", [b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"hevc", b"avif"]
+)
+def test_every_heif_brand_is_recognised(brand: bytes) -> None:
+    assert sniff_format(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 8) == "heif"
+    assert sniff_format(b"\x00\x00\x00\x18free" + brand + b"\x00" * 8) is None  # no ftyp box
+    assert sniff_format(b"\x00\x00\x00\x18ftyp" + brand.upper() + b"\x00" * 8) is None
+
+
+def gif(
+    frames: int,
+    *,
+    global_bits: int | None = None,
+    local_bits: int | None = None,
+    flags: int = 0,
+    extension: bool = True,
+    trailer: bool = True,
+) -> bytes:
+    """A GIF with ``frames`` frames, optional colour tables of 2**(bits+1) entries."""
+    screen_flags = flags | (0x80 | global_bits if global_bits is not None else 0)
+    out = b"GIF89a" + b"\x01\x00\x01\x00" + bytes([screen_flags]) + b"\x00\x00"
+    if global_bits is not None:
+        out += b"\xff" * (3 * 2 ** (global_bits + 1))  # misread as a block size: overrun
+    for _ in range(frames):
+        if extension:
+            out += b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # graphic control extension
+        local = flags | (0x80 | local_bits if local_bits is not None else 0)
+        out += b"\x2c" + b"\x00" * 8 + bytes([local])
+        if local_bits is not None:
+            out += b"\xff" * (3 * 2 ** (local_bits + 1))
+        out += b"\x02" + b"\x02\x4c\x01" + b"\x00"  # LZW code size, one sub-block, end
+    return out + (b"\x3b" if trailer else b"")
+
+
+@pytest.mark.parametrize("frames", [0, 1, 2, 3])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"global_bits": 3},
+        {"local_bits": 3},
+        {"global_bits": 0, "local_bits": 5},
+        {"flags": 0x01},  # size bits set, but no colour table
+        {"extension": False},
+        {"trailer": False},
+    ],
+)
+def test_gif_frames_are_counted_through_every_block(frames: int, options: dict[str, Any]) -> None:
+    data = gif(frames, **options)
+    assert gif_frame_count(data, stop_after=10) == frames
+    assert gif_frame_count(data) == min(frames, 2)  # counting stops at the second frame
+
+
+def test_a_truncated_gif_counts_no_frames() -> None:
+    assert gif_frame_count(b"GIF89a\x01\x00") == 0
+    assert gif_frame_count(gif(3)[:40], stop_after=10) == 0
+
+
+def test_too_large_says_how_to_shrink_it() -> None:
+    big = b"\xff\xd8\xff" + b"\x00" * 100
+    exc = invalid(load_image, Image.from_bytes(big, name="big.jpg"), 0, None, max_bytes=50)
+    assert str(exc) == (
+        "big.jpg: 103 bytes is over the API's 50-byte (1 MiB) limit per image: resize it so "
+        "its longest side is 256-512 px (pass resize=True, needs the tupu-async[images] "
+        "extra), or send it by URL"
+    )
+    shrunk = invalid(
+        load_image, Image.from_bytes(big, name="big.jpg"), 0, None,
+        transform=lambda data, fmt, name: data, max_bytes=50,
+    )  # fmt: skip
+    assert str(shrunk).endswith("limit per image: it is still too large after resizing")
+
+
+def test_generated_names_carry_a_64_bit_digest() -> None:
+    name = generated_name(PNG, "png")
+    assert len(name) == len("image-") + 16 + len(".png")
+    int(name[len("image-") : -len(".png")], 16)  # hexadecimal
+
+
+@pytest.mark.parametrize("url", ["http://img.test/a b.jpg", "https://img.test/a\tb", "http://"])
+def test_a_url_with_no_host_or_whitespace_says_to_percent_encode_it(url: str) -> None:
+    exc = invalid(Image.from_url, url)
+    assert (
+        str(exc) == f"{url!r} is not a usable URL (no host, or whitespace in it): percent-encode it"
+    )
+
+
+def test_a_url_may_carry_another_url_in_its_query() -> None:
+    url = "http://img.test/go?to=file:///a.jpg"
+    assert Image.from_url(url).url == url
+
+
+def test_load_image_keeps_index_names_and_sequence_id(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "cat.png"
+    file.write_bytes(PNG)
+    named = load_image(Image.from_path(file, name="custom", sequence_id="s1"), 7, None)
+    assert (named.index, named.name, named.sequence_id) == (7, "custom", "s1")
+    url = load_image(Image.from_url("http://img.test/a.jpg", sequence_id="s2"), 3, "t")
+    assert (url.index, url.wire_name, url.sequence_id, url.tag) == (
+        3,
+        "http://img.test/a.jpg",
+        "s2",
+        "t",
+    )
+
+
+def test_load_image_names_the_file_in_content_errors(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_bytes(b"just text")
+    exc = invalid(load_image, Image.from_path(file), 0, None)
+    assert str(exc).startswith(f"{file}: not an image format the Tupu API accepts")
+
+
+def test_an_unreadable_path_says_why(tmp_path: pathlib.Path) -> None:
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    exc = invalid(load_image, Image.from_path(loop), 0, None)
+    assert str(exc) == f"{loop}: cannot read the file (Too many levels of symbolic links)"
+
+
+def test_a_tag_must_be_a_str() -> None:
+    exc = invalid(load_image, Image.from_bytes(PNG), 0, 5)
+    assert str(exc) == "tag 5 must be a str"
+
+
+def test_unsafe_file_name_characters_become_underscores() -> None:
+    assert safe_filename('a"b\\c\x00d.png') == "a_b_c_d.png"
+    assert safe_filename("") == "image"

@@ -162,7 +162,7 @@ def test_missing_entry_without_summary_is_an_image_error() -> None:
     assert [r.ok for r in results] == [True, False, True]
     assert results[1].code == 14
     assert isinstance(results[1].error, ImageError)
-    assert "no result" in results[1].message
+    assert results[1].message == "the service returned no result for this image"
 
 
 def test_no_summary_leaves_suggestion_none_but_keeps_tasks() -> None:
@@ -418,3 +418,33 @@ def test_image_result_ok_needs_code_zero_and_no_error() -> None:
 def test_recognition_response_ok() -> None:
     assert RecognitionResponse(code=0).ok
     assert not RecognitionResponse(code=1).ok
+
+
+def test_regroup_unknown_inputs_with_an_unnamed_summary_matches_by_position() -> None:
+    # The summary names nothing, so its images are "#0", "#1": the task entries, which do
+    # carry names, must be matched by position, not by those made-up names.
+    resp = response([ok_line(None), ok_line(None)], {T1: [entry(0, "u1"), entry(1, "u2")]})
+    results = regroup_unknown_inputs(resp)
+    assert [r.name for r in results] == ["#0", "#1"]
+    assert [labels(r) for r in results] == [{T1: 0}, {T1: 1}]
+    assert [r.sequence_id for r in results] == [None, None]  # a callback carries none
+
+
+def test_a_failed_image_error_carries_the_service_message() -> None:
+    resp = response([ok_line("u1"), failed_line("u2")], {T1: [entry(0, "u1")]})
+    failed = regroup_unknown_inputs(resp)[1]
+    assert failed.error is not None
+    assert str(failed.error).startswith("u2: Tupu code 14 (download fail): ")
+
+
+def test_a_summary_line_without_message_says_success_only_for_code_0() -> None:
+    lines = [SummaryItem(code=0, name="u1"), SummaryItem(code=14, name="u2")]
+    results = regroup_unknown_inputs(response(lines, {T1: [entry(0, "u1")]}))
+    assert [(r.code, r.message) for r in results] == [(0, "success"), (14, "")]
+
+
+def test_by_position_aligns_the_summary_by_position_too() -> None:
+    # The names the service echoes need not be the ones sent (base64 has none): by position.
+    resp = response([ok_line("x"), failed_line("y")], {T1: [entry(0, "x")]})
+    results = regroup(resp, sent_images(["a", "b"]), by_position=True)
+    assert [(r.ok, r.code) for r in results] == [(True, 0), (False, 14)]

@@ -7,6 +7,7 @@ import email.utils
 import math
 import random
 import socket
+import time
 
 import anyio
 import httpx
@@ -123,19 +124,28 @@ def test_retry_budget() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "words"),
     [
-        ({"max_retries": -1}, ValueError),
-        ({"max_retries": 1.5}, TypeError),
-        ({"max_retries": True}, TypeError),
-        ({"backoff_base": -0.1}, ValueError),
-        ({"backoff_max": math.inf}, ValueError),
-        ({"retry_after_max": math.nan}, ValueError),
+        ({"max_retries": -1}, ValueError, "max_retries must be >= 0 (0 disables retries), got -1"),
+        ({"max_retries": 1.5}, TypeError, "max_retries must be an int, got 1.5"),
+        ({"max_retries": True}, TypeError, "max_retries must be an int, got True"),
+        ({"backoff_base": -0.1}, ValueError, "backoff_base must be a finite number of seconds"),
+        ({"backoff_max": math.inf}, ValueError, "backoff_max must be a finite number"),
+        ({"retry_after_max": math.nan}, ValueError, "retry_after_max must be a finite number"),
     ],
 )
-def test_bad_policies_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_bad_policies_are_refused_saying_why(
+    kwargs: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error) as info:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert words in str(info.value)
+
+
+def test_a_short_retry_after_is_honoured_exactly() -> None:
+    policy = RetryPolicy(backoff_base=0.0, jitter=False)
+    assert policy.delay(0, 0.25) == 0.25  # not rounded up to a whole second
+    assert policy.delay(0, -3.0) == 0.0
 
 
 def test_attempt_is_zero_based() -> None:
@@ -298,8 +308,40 @@ def test_httpx_errors_map_to_tupu_errors(
 def test_httpx_error_without_a_request_still_gets_a_message() -> None:
     error = classify_httpx_error(httpx.ReadTimeout(""))
     assert isinstance(error, TransportError)
-    assert "the Tupu API" in str(error)
-    assert "ReadTimeout" in str(error)
+    assert str(error).startswith(
+        "the Tupu API did not answer within the read timeout (ReadTimeout):"
+    )
+
+
+def test_the_detail_names_the_httpx_error_and_its_text_when_it_has_one() -> None:
+    with_text = classify_httpx_error(httpx.ConnectError("refused", request=REQUEST))
+    without = classify_httpx_error(httpx.ConnectError("", request=REQUEST))
+    assert "POST http://api.open.tuputech.com (ConnectError: refused): " in str(with_text)
+    assert "POST http://api.open.tuputech.com (ConnectError): " in str(without)
+
+
+def test_a_port_is_named_only_when_the_url_has_one() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1:8080/v3/recognition/SECRET_ID")
+    error = classify_httpx_error(httpx.ConnectError("x", request=request))
+    assert "could not connect to POST http://127.0.0.1:8080 (" in str(error)
+    error = classify_httpx_error(httpx.ConnectError("x", request=REQUEST))
+    assert "could not connect to POST http://api.open.tuputech.com (" in str(error)
+
+
+def test_a_generic_timeout_says_to_raise_the_timeout() -> None:
+    error = classify_httpx_error(httpx.TimeoutException("slow", request=REQUEST))
+    assert type(error) is TransportError
+    assert str(error) == (
+        "request to POST http://api.open.tuputech.com timed out (TimeoutException: slow): "
+        "raise timeout="
+    )
+
+
+def test_a_body_not_read_gives_an_empty_excerpt() -> None:
+    response = httpx.Response(503, stream=httpx.ByteStream(b"never read"), request=REQUEST)
+    error = classify_httpx_error(httpx.HTTPStatusError("s", request=REQUEST, response=response))
+    assert isinstance(error, ServerError)
+    assert str(error).endswith("body: ''")
 
 
 @pytest.mark.parametrize(
@@ -354,3 +396,23 @@ def test_a_throttled_request_is_resent_without_backoff_unless_told_to_wait() -> 
 def test_max_throttle_retries_must_be_a_count(value: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_throttle_retries"):
         RetryPolicy(max_throttle_retries=value)  # type: ignore[arg-type]
+
+
+def test_an_http_date_is_measured_from_the_current_time_by_default() -> None:
+    header = email.utils.formatdate(time.time() + 30, usegmt=True)
+    delay = parse_retry_after(header)
+    assert delay is not None
+    assert 25.0 <= delay <= 31.0
+
+
+def test_an_http_date_without_a_zone_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: a local reading would be 8 h off
+    time.tzset()
+    try:
+        at = dt.datetime(2015, 10, 21, 7, 28, tzinfo=dt.timezone.utc).timestamp()
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now=at - 10) == 10.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()

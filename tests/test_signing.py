@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tupu_async import KeyLoadError
 from tupu_async._signing import (
     SignedFields,
     Signer,
@@ -230,3 +231,18 @@ def test_any_single_bit_flip_fails_verification(message: bytes, bit: int) -> Non
 def test_key_size_is_reported() -> None:
     assert Signer("sid", KEY_2048).key_size == 2048
     assert Signer("sid", PEM_1024).key_size == 1024
+
+
+def test_a_signature_with_characters_outside_base64_does_not_verify() -> None:
+    message = b"secret,1700000000000,0.1234567890123456"
+    sig = sign_message(KEY_1024, message)
+    assert verify_signature(KEY_1024.public_key(), message, sig)
+    tampered = sig[:10] + "*" + sig[10:]  # a lax decoder would skip the star and verify
+    assert not verify_signature(KEY_1024.public_key(), message, tampered)
+
+
+@pytest.mark.parametrize("secret_id", ["", "   "])
+def test_an_empty_secret_id_is_refused_saying_what_to_pass(secret_id: str) -> None:
+    with pytest.raises(KeyLoadError) as info:
+        Signer(secret_id, KEY_1024)
+    assert str(info.value) == "secret_id is empty: pass the secretId Tupu gave you"

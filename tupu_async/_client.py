@@ -302,23 +302,25 @@ class AsyncTupuClient:
             return
         self._closed = True
         tg, self._task_group = self._task_group, None
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            try:
-                await self._tg_cm.__aexit__(None, None, None)
-            except BaseException as exc:  # background work was cancelled; report real errors
-                real = _unwrap_group(exc)
-                if not isinstance(real, anyio.get_cancelled_exc_class()):
-                    raise real from None
         try:
-            if self._owns_http:
-                await self._http.aclose()
-        finally:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                try:
+                    await self._tg_cm.__aexit__(None, None, None)
+                except BaseException as exc:  # background work was cancelled; report real errors
+                    real = _unwrap_group(exc)
+                    if not isinstance(real, anyio.get_cancelled_exc_class()):
+                        raise real from None
+        finally:  # connections and the limiter are released even when background work failed
             try:
-                if self._fallback is not None:
-                    await self._fallback.aclose()
+                if self._owns_http:
+                    await self._http.aclose()
             finally:
-                await self._limiter.aclose()
+                try:
+                    if self._fallback is not None:
+                        await self._fallback.aclose()
+                finally:
+                    await self._limiter.aclose()
 
     def _make_fallback(self, allow_private: Iterable[AllowEntry]) -> UrlFallback:
         from ._fallback import MAX_DOWNLOAD_BYTES_RESIZED, UrlFallback

@@ -156,12 +156,15 @@ def test_serve_in_thread_with_a_sync_client() -> None:
         response = client.post(
             f"/v3/recognition/{SECRET}", json=signed_body(signer, ["http://i/a"])
         )
-        assert time.monotonic() - started >= 0.04
+        answered = time.monotonic()
+        assert answered - started >= 0.05
         assert verified_inner(response, server.public_key_pem)["code"] == 0
         server.inject("drop_connection")
         with pytest.raises(CONNECTION_ERRORS):
             client.post(f"/v3/recognition/{SECRET}", json=signed_body(signer, ["http://i/a"]))
-    assert server.stats.arrivals[0] <= started + 0.04  # recorded on arrival, before latency
+    # Recorded on arrival, before the 50 ms latency: at least that long before the answer
+    # (whatever the machine's load made of the time in between).
+    assert started <= server.stats.arrivals[0] <= answered - 0.05 + 0.001
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base_url}/_fake/health")  # stopped with the block
 
