@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +48,9 @@ pytestmark = pytest.mark.anyio
 TUPU_KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024)
 CLIENT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024)
 RETRIES = 2
-POLICY = RetryPolicy(max_retries=RETRIES, backoff_base=0.001, backoff_max=0.002)
+POLICY = RetryPolicy(
+    max_retries=RETRIES, max_throttle_retries=RETRIES, backoff_base=0.001, backoff_max=0.002
+)
 
 # Every documented code that raises, and the class it must raise.
 FATAL: dict[int, type[TupuError]] = {
@@ -80,7 +84,8 @@ class Scripted:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        text = json.dumps({"code": self.code, "message": f"scripted {self.code}"})
+        fresh = {"timestamp": int(time.time() * 1000), "nonce": uuid.uuid4().hex}  # not stale
+        text = json.dumps({"code": self.code, "message": f"scripted {self.code}", **fresh})
         signature = sign_message(TUPU_KEY, text.encode())
         return httpx.Response(200, json={"json": text, "signature": signature})
 
@@ -200,8 +205,8 @@ async def test_a_coalesced_group_that_keeps_failing_returns_failed_results(code:
         ({"max_in_flight": 0}, "max_in_flight must be >= 1"),
         ({"batch_linger": -0.5}, "batch_linger must be >= 0"),
         ({"region": "mars"}, "unknown region 'mars'"),
-        ({"base_url": "tupu.test"}, "must start with http:// or https://"),
-        ({"base_url": "ftp://tupu.test"}, "must start with http:// or https://"),
+        ({"base_url": "tupu.test"}, "is not an http:// or https:// URL with a host"),
+        ({"base_url": "ftp://tupu.test"}, "is not an http:// or https:// URL with a host"),
     ],
 )
 def test_bad_constructor_arguments_say_what_to_pass(kwargs: dict[str, Any], words: str) -> None:
@@ -551,15 +556,15 @@ async def test_every_attempt_is_reported_to_hooks_stats_limiter_and_log(
     assert limiter.throttles == [0.01]
     assert (stats.throttles, stats.retries, stats.failures) == (1, 2, 0)
     messages = [r.getMessage() for r in caplog.records]
-    assert "throttled by Tupu (HTTP 429); pausing all requests for 0.01s" in messages
+    assert "throttled by Tupu (HTTP 429, Retry-After 0.01s); the limiter adapts" in messages
     retries = [m for m in messages if m.startswith(f"retrying {path} in ")]
     assert len(retries) == 2
-    assert "s (attempt 1 of 2): HTTP 429: the secret id is over its QPS limit" in retries[0]
-    assert "s (attempt 2 of 2): HTTP 503 from Tupu" in retries[1]
+    assert "s (429 re-send 1 of 2): HTTP 429: the secret id is over its QPS limit" in retries[0]
+    assert "s (attempt 1 of 2): HTTP 503 from Tupu" in retries[1]
 
 
 async def test_giving_up_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    scripted = StatusScripted(429)  # no Retry-After: the pause defaults to a second
+    scripted = StatusScripted(429)  # no Retry-After: re-sent at once, the limiter adapts
     limiter = ThrottleRecorder()
     async with scripted.client(limiter=limiter) as client:
         with caplog.at_level(logging.INFO, logger="tupu_async"):
@@ -571,6 +576,6 @@ async def test_giving_up_is_counted_and_logged(caplog: pytest.LogCaptureFixture)
     assert (stats.throttles, stats.retries, stats.failures) == (attempts, 2 * RETRIES, 2)
     assert limiter.throttles == [None] * attempts
     messages = [r.getMessage() for r in caplog.records]
-    assert "throttled by Tupu (HTTP 429); pausing all requests for 1.00s" in messages
+    assert "throttled by Tupu (HTTP 429, Retry-After none); the limiter adapts" in messages
     giving_up = "giving up on /v3/recognition/<secretId> (2 images) after 3 attempts: HTTP 429"
     assert sum(m.startswith(giving_up) for m in messages) == 2

@@ -593,12 +593,23 @@ def test_generated_names_carry_a_64_bit_digest() -> None:
     int(name[len("image-") : -len(".png")], 16)  # hexadecimal
 
 
-@pytest.mark.parametrize("url", ["http://img.test/a b.jpg", "https://img.test/a\tb", "http://"])
-def test_a_url_with_no_host_or_whitespace_says_to_percent_encode_it(url: str) -> None:
+RULE = (
+    "an image URL needs the http:// or https:// scheme and a host, at most 8192 characters, "
+    "and no spaces or control characters (percent-encode them)"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://img.test/a b.jpg", "contains ' ' at position 17"),
+        ("https://img.test/a\tb", "contains '\\t' at position 18"),
+        ("http://", "has no host"),
+    ],
+)
+def test_a_url_with_no_host_or_whitespace_says_to_percent_encode_it(url: str, why: str) -> None:
     exc = invalid(Image.from_url, url)
-    assert (
-        str(exc) == f"{url!r} is not a usable URL (no host, or whitespace in it): percent-encode it"
-    )
+    assert str(exc) == f"{url!r} {why}: {RULE}"
 
 
 def test_a_url_may_carry_another_url_in_its_query() -> None:
@@ -636,7 +647,7 @@ def test_an_unreadable_path_says_why(tmp_path: pathlib.Path) -> None:
 
 def test_a_tag_must_be_a_str() -> None:
     exc = invalid(load_image, Image.from_bytes(PNG), 0, 5)
-    assert str(exc) == "tag 5 must be a str"
+    assert str(exc) == "'image': tag must be a str, not int"
 
 
 def test_unsafe_file_name_characters_become_underscores() -> None:
