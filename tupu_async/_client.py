@@ -580,13 +580,13 @@ class AsyncTupuClient:
         results: list[ImageResult] = []
         images = _as_inputs(images, "recognize_many")
         engine = self._engine(tasks, referer, transport, tags)
-        send, receive = anyio.create_memory_object_stream[list[ImageResult]](1)
+        send, receive = anyio.create_memory_object_stream[ImageResult](self.max_images_per_request)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(engine.run, images, send)
                 async with receive:
-                    async for some in receive:
-                        results.extend(some)
+                    async for result in receive:
+                        results.append(result)
         except BaseExceptionGroup as eg:
             raise _unwrap_group(eg) from None
         results.sort(key=_by_index)
@@ -609,7 +609,7 @@ class AsyncTupuClient:
         """
         images = _as_inputs(images, "iter_recognize")
         engine = self._engine(tasks, referer, transport, tags)
-        send, receive = anyio.create_memory_object_stream[list[ImageResult]](1)
+        send, receive = anyio.create_memory_object_stream[ImageResult](self.max_images_per_request)
         failure: list[BaseException] = []
         scope = anyio.CancelScope()
 
@@ -627,9 +627,8 @@ class AsyncTupuClient:
         self._spawn(run)
         try:
             async with receive:
-                async for some in receive:
-                    for result in some:
-                        yield result
+                async for result in receive:
+                    yield result
             if failure:
                 raise failure[0]
         finally:

@@ -4,9 +4,7 @@ Inputs are pulled lazily, validated (an invalid one becomes its own error result
 never sent), packed, and dispatched as requests under a bounded window of requests in
 flight. The window is what bounds memory: input is not read further while it is full,
 and results flow to the caller through a bounded stream, so a slow consumer slows the
-engine down instead of buffering. Results travel one request's worth at a time (a list:
-one stream hand-over per request, not per image). Every input index yields exactly one
-result.
+engine down instead of buffering. Every input index yields exactly one result.
 """
 
 from __future__ import annotations
@@ -100,9 +98,9 @@ class BatchEngine:
     async def run(
         self,
         images: Iterable[Any] | AsyncIterable[Any],
-        out: MemoryObjectSendStream[list[ImageResult]],
+        out: MemoryObjectSendStream[ImageResult],
     ) -> None:
-        """Push exactly one result per input into ``out`` (in lists); close it when done."""
+        """Push exactly one result per input into ``out``; close it when done."""
         async with out, anyio.create_task_group() as tg:
             if isinstance(images, AsyncIterable):
                 await self._run_async(images, out, tg)
@@ -115,7 +113,7 @@ class BatchEngine:
     async def _run_async(
         self,
         images: AsyncIterable[Any],
-        out: MemoryObjectSendStream[list[ImageResult]],
+        out: MemoryObjectSendStream[ImageResult],
         tg: TaskGroup,
     ) -> None:
         # A reader task feeds a stream so a stalled source can be waited on with a timeout
@@ -148,32 +146,32 @@ class BatchEngine:
         self,
         item: object,
         index: int,
-        out: MemoryObjectSendStream[list[ImageResult]],
+        out: MemoryObjectSendStream[ImageResult],
         tg: TaskGroup,
     ) -> None:
         try:
             prepared = await self._prepare(item, index)
         except InvalidImageError as exc:
             await out.send(
-                [failed_result(index, _input_name(item, index), exc, tag=_input_tag(item))]
+                failed_result(index, _input_name(item, index), exc, tag=_input_tag(item))
             )
             return
         for batch in self._packer.add(prepared):
             await self._dispatch(batch, out, tg)
 
     async def _dispatch(
-        self, batch: Batch, out: MemoryObjectSendStream[list[ImageResult]], tg: TaskGroup
+        self, batch: Batch, out: MemoryObjectSendStream[ImageResult], tg: TaskGroup
     ) -> None:
         await self._window.acquire()
         tg.start_soon(self._run_batch, batch, out.clone())
 
-    async def _run_batch(
-        self, batch: Batch, out: MemoryObjectSendStream[list[ImageResult]]
-    ) -> None:
+    async def _run_batch(self, batch: Batch, out: MemoryObjectSendStream[ImageResult]) -> None:
         # The window slot is held until the results are handed over, so a slow consumer
         # holds the engine back instead of piling finished results up in memory.
         try:
             async with out:
-                await out.send(await self._send_batch(batch))
+                results = await self._send_batch(batch)
+                for result in results:
+                    await out.send(result)
         finally:
             self._window.release()
