@@ -25,6 +25,7 @@ from tupu_async._images import (
     generated_name,
     gif_frame_count,
     load_image,
+    prepare_url_str,
     safe_filename,
     sniff_format,
     tag_for,
@@ -151,6 +152,29 @@ def test_non_image_types_are_refused(item: object) -> None:
 def test_unusable_urls(url: str) -> None:
     invalid(Image.from_url, url)
     invalid(to_image, url)
+    invalid(prepare_url_str, url, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("url", "tag"),
+    [
+        ("https://img.example.com/a.jpg", None),
+        ("http://img.example.com/b.png?x=1", "shop-7"),
+        ("HTTPS://Img.Example.com:8443/c.gif#f", ""),
+    ],
+)
+def test_a_str_url_prepares_as_the_general_path_does(url: str, tag: str | None) -> None:
+    fast = prepare_url_str(url, 3, tag)
+    slow = load_image(to_image(url), 3, tag)
+    for field in PreparedImage.__slots__:
+        assert getattr(fast, field) == getattr(slow, field), field
+
+
+def test_a_str_url_with_a_bad_tag_is_refused_like_the_general_path() -> None:
+    url = "https://img.example.com/a.jpg"
+    bad_tag = "x\ud800y"  # an unpaired surrogate cannot be sent
+    invalid(prepare_url_str, url, 0, bad_tag)
+    invalid(load_image, to_image(url), 0, bad_tag)
 
 
 def test_from_url_needs_a_scheme() -> None:

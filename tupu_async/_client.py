@@ -51,6 +51,7 @@ from ._images import (
     check_image,
     display_path,
     load_image,
+    prepare_url_str,
     read_path_in_thread,
     tag_for,
     to_image,
@@ -421,6 +422,8 @@ class AsyncTupuClient:
         self, item: object, index: int, tags: list[str] | None, transport: Transport
     ) -> PreparedImage:
         """File reads and resizing run in worker threads; reads are bounded in time."""
+        if type(item) is str:  # the common case, checked in one pass
+            return prepare_url_str(item, index, tag_for(tags, index))
         image, tag = check_image(to_image(item), tag_for(tags, index))
         if image.kind != "url" and image.sequence_id is not None and transport == "base64":
             raise InvalidImageError(

@@ -37,6 +37,7 @@ __all__ = [
     "display_path",
     "gif_frame_count",
     "load_image",
+    "prepare_url_str",
     "read_path",
     "read_path_in_thread",
     "sniff_format",
@@ -419,6 +420,16 @@ async def read_path_in_thread(
         f"{image.name}: reading the file did not finish within {FILE_READ_TIMEOUT:g} s; copy "
         f"it to a local disk, or send it as bytes"
     )
+
+
+def prepare_url_str(url: str, index: int, tag: str | None) -> PreparedImage:
+    """A URL passed as a plain ``str``, checked once: what ``load_image(to_image(url))`` gives.
+
+    Such an image is built here and never seen by the caller, so it cannot change between
+    checks and needs no second pass. Raises ``InvalidImageError`` only.
+    """
+    _, tag = check_image(to_image(url), tag)
+    return PreparedImage(index, url, url=url, tag=tag)
 
 
 def load_image(
