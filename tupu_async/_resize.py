@@ -30,7 +30,10 @@ MAX_PIXELS: Final = 36_000_000
 """Pixel budget of one decode (an 8K frame fits): about 140 MiB even as RGBA.
 
 Checked from the header before any pixel is decoded; JPEGs are counted at the reduced
-scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly).
+scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly), except
+those libjpeg decodes through a whole-image coefficient buffer (progressive, or a first
+scan without every component): their 2-byte coefficients at full size must fit in the
+budget's RGBA bytes (4 per pixel).
 """
 
 _ANIMATED_FORMATS: Final = frozenset({"GIF", "PNG", "WEBP"})
@@ -94,6 +97,7 @@ class Resizer:
                 )
             longest = max(img.size)
             if img.format == "JPEG":
+                self._check_coefficients(img, content, name)
                 img.draft("RGB", (self.max_side, self.max_side))
             self._check_pixels(img, name)  # before anything that decodes (PNG EXIF does)
             orientation = _orientation(img)
@@ -129,6 +133,24 @@ class Resizer:
                 f"sending, or send it by URL"
             )
 
+    def _check_coefficients(self, img: PILImage, content: bytes, name: str) -> None:
+        """Refuse a JPEG whose full-size coefficient buffer is over the budget's bytes."""
+        layers: list[tuple[int, int, int, int]] = getattr(img, "layer", [])
+        if not layers:
+            return
+        if not img.info.get("progressive") and _first_scan_components(content) >= len(layers):
+            return  # one interleaved scan: decoded row by row, at draft scale
+        h_max = max(h for _, h, _, _ in layers)
+        v_max = max(v for _, _, v, _ in layers)
+        samples = sum(h * v for _, h, v, _ in layers) / (h_max * v_max)
+        width, height = img.size
+        if width * height * samples * 2 > self.max_pixels * 4:
+            raise InvalidImageError(
+                f"{name}: a progressive or multi-scan JPEG of {width}x{height} px is decoded "
+                f"at full size, over the {self.max_pixels:,}-pixel budget for resizing: "
+                f"downscale it (or save it as baseline JPEG) before sending, or send it by URL"
+            )
+
     def _shrink(self, img: PILImage, format: str, name: str) -> bytes:
         target = _KEEP_FORMATS.get(format, "JPEG")
         side = min(self.max_side, max(img.size))
@@ -148,6 +170,29 @@ class Resizer:
             f"{name}: still over the {self.max_bytes:,}-byte (1 MiB) limit after resizing to "
             f"{side} px: send it by URL instead"
         )
+
+
+_SOS: Final = 0xDA
+_STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _first_scan_components(content: bytes) -> int:
+    """Components in a JPEG's first scan (SOS ``Ns``); 0 when no scan header is found."""
+    at = 2  # after SOI
+    while at + 4 <= len(content):
+        if content[at] != 0xFF:
+            return 0
+        marker = content[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            at += 2
+            continue
+        if marker == _SOS:
+            return content[at + 4] if at + 4 < len(content) else 0
+        at += 2 + int.from_bytes(content[at + 2 : at + 4], "big")
+    return 0
 
 
 def _orientation(img: PILImage) -> int:
