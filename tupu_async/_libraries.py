@@ -70,6 +70,7 @@ from ._library_wire import (
     open_management_body,
     to_library_image,
 )
+from ._redaction import redact_error
 from ._requests import PreparedRequest, build_management_request
 from ._sending import RequestSender
 
@@ -138,7 +139,11 @@ class Libraries:
         public_key = self._public_key
 
         def parse(response: httpx.Response) -> list[T] | None:
-            return decode_field(open_management_body(response, public_key), key, decoder)
+            try:
+                return decode_field(open_management_body(response, public_key), key, decoder)
+            except TupuError as exc:
+                redact_error(exc)
+                raise
 
         return await self._sender.send(request, parse)
 
