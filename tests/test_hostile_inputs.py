@@ -594,7 +594,9 @@ def _items(files: Files) -> st.SearchStrategy[Any]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("transport", ["multipart", "base64"])
-async def test_odd_shapes_never_abort_the_run_and_the_good_images_pass(transport: Transport) -> None:
+async def test_odd_shapes_never_abort_the_run_nor_the_good_images(
+    transport: Transport,
+) -> None:
     shapes = _odd_shapes()
     items: list[Any] = [x for shape in shapes for x in (shape, png(len(shapes)))]
     server = FakeTupuServer(qps_limit=None)

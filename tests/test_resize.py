@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from tupu_async import InvalidImageError
 from tupu_async._constants import MAX_IMAGE_BYTES
 from tupu_async._images import Image, load_image, sniff_format
-from tupu_async._resize import MAX_SIDE, MIN_SIDE, Resizer, make_resizer
+from tupu_async._resize import MAX_SCANS, MAX_SIDE, MIN_SIDE, Resizer, make_resizer
 
 ORIENTATION = 0x0112
 
@@ -222,3 +222,15 @@ def test_jpegs_buffering_every_coefficient_are_counted_at_full_size(layout: str)
 def test_a_small_progressive_jpeg_within_the_budget_is_still_resized(resizer: Resizer) -> None:
     data = encode(gradient((1600, 1200)), "JPEG", progressive=True)
     assert max(decode(resizer(data, "jpeg", "p.jpg")).size) == MAX_SIDE
+
+
+def test_a_jpeg_with_too_many_scans_is_refused_before_decoding(resizer: Resizer) -> None:
+    # Each progressive scan is a pass over the whole image: 20,000 copies of a 31-byte
+    # scan (a 667 KB file, 4000x4000 px) kept the resizer busy for minutes.
+    data = encode(PILImage.new("L", (1024, 1024), 128), "JPEG", progressive=True)
+    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    bomb = data[:end] + data[last_scan:end] * MAX_SCANS + data[end:]
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(InvalidImageError, match="scans"):
+        resizer(bomb, "jpeg", "scans.jpg")
+    assert max(decode(resizer(data, "jpeg", "ok.jpg")).size) == MAX_SIDE

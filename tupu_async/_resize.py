@@ -19,7 +19,7 @@ from ._images import ContentTransform
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
+__all__ = ["MAX_PIXELS", "MAX_SCANS", "MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
 
 MAX_SIDE: Final = 512
 """Longest side (px) an image is downsized to: the top of the API's recommended range."""
@@ -35,6 +35,10 @@ those libjpeg decodes through a whole-image coefficient buffer (progressive, or 
 scan without every component): their 2-byte coefficients at full size must fit in the
 budget's RGBA bytes (4 per pixel).
 """
+
+MAX_SCANS: Final = 64
+"""Most scans a JPEG may have to be resized: each is a pass over the whole image, and
+encoders write at most a dozen or so (libjpeg's progressive script: 10)."""
 
 _ANIMATED_FORMATS: Final = frozenset({"GIF", "PNG", "WEBP"})
 """Formats whose animations the API refuses (an MPO photo's extra frames are fine)."""
@@ -97,6 +101,7 @@ class Resizer:
                 )
             longest = max(img.size)
             if img.format == "JPEG":
+                _check_scans(content, name)
                 self._check_coefficients(img, content, name)
                 img.draft("RGB", (self.max_side, self.max_side))
             self._check_pixels(img, name)  # before anything that decodes (PNG EXIF does)
@@ -169,6 +174,17 @@ class Resizer:
         raise InvalidImageError(
             f"{name}: still over the {self.max_bytes:,}-byte (1 MiB) limit after resizing to "
             f"{side} px: send it by URL instead"
+        )
+
+
+def _check_scans(content: bytes, name: str) -> None:
+    """Refuse a JPEG with more than ``MAX_SCANS`` scans (SOS markers; entropy-coded data
+    escapes 0xFF, so the count is never low)."""
+    scans = content.count(b"\xff\xda")
+    if scans > MAX_SCANS:
+        raise InvalidImageError(
+            f"{name}: a JPEG with {scans:,} scans (over {MAX_SCANS}) would take minutes to "
+            f"decode; re-save it as a baseline JPEG before sending, or send it by URL"
         )
 
 
