@@ -70,3 +70,13 @@ async def test_an_error_body_echoing_the_path_does_not_leak_it(
     assert "<secretId>" in shown
     assert SECRET not in shown
     assert not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+def test_only_whole_tokens_of_real_length_are_redacted() -> None:
+    from tupu_async._redaction import redact, register_secret
+
+    register_secret("s")  # a test id: never registered, or every "s" would go
+    register_secret("abcdef0123456789")
+    assert redact("5 s, abcdef0123456789x, /v3/recognition/abcdef0123456789?x") == (
+        "5 s, abcdef0123456789x, /v3/recognition/<secretId>?x"
+    )

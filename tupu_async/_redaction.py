@@ -2,32 +2,37 @@
 
 The secret id is part of every API path, so httpx's own request log line shows it, and
 so does any error body that echoes the path (a gateway's error page). Secret ids are
-registered by each client; :func:`redact` replaces them with ``<secretId>``, and a filter
-on the ``httpx`` and ``tupu_async`` loggers rewrites records that contain one.
+registered by each client; :func:`redact` replaces them with ``<secretId>`` where they
+stand as a whole token, and a filter on the ``httpx`` and ``tupu_async`` loggers rewrites
+records that contain one. Ids shorter than ``MIN_REDACTED_CHARS`` are not registered:
+Tupu's are far longer, and a one-letter test id would blank every word it appears in.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Final
 
 from ._exceptions import TupuError
 
-__all__ = ["PLACEHOLDER", "redact", "redact_error", "register_secret"]
+__all__ = ["MIN_REDACTED_CHARS", "PLACEHOLDER", "redact", "redact_error", "register_secret"]
 
 PLACEHOLDER: Final = "<secretId>"
+MIN_REDACTED_CHARS: Final = 8
+"""Shortest secret id that is redacted."""
 _LOGGERS: Final = ("httpx", "tupu_async")
+_TOKEN_CHAR: Final = r"[A-Za-z0-9_\-]"
 _secrets: frozenset[str] = frozenset()
+_pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret id replaced by ``<secretId>``."""
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, PLACEHOLDER)
-    return text
+    """``text`` with every registered secret id (as a whole token) replaced."""
+    pattern = _pattern
+    return text if pattern is None else pattern.sub(PLACEHOLDER, text)
 
 
 def redact_error(error: TupuError) -> None:
@@ -44,7 +49,7 @@ class _SecretFilter(logging.Filter):
     """Rewrites a record whose formatted message contains a registered secret id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _secrets:
+        if _pattern is not None:
             message = record.getMessage()
             cleaned = redact(message)
             if cleaned != message:
@@ -57,11 +62,13 @@ _FILTER: Final = _SecretFilter()
 
 def register_secret(secret_id: str) -> None:
     """Redact ``secret_id`` from now on (logs of httpx and tupu_async, error messages)."""
-    global _secrets
-    if not secret_id or secret_id in _secrets:
+    global _secrets, _pattern
+    if len(secret_id) < MIN_REDACTED_CHARS or secret_id in _secrets:
         return
     with _lock:
         _secrets = _secrets | {secret_id}
+        alternatives = "|".join(map(re.escape, sorted(_secrets, key=len, reverse=True)))
+        _pattern = re.compile(f"(?<!{_TOKEN_CHAR})(?:{alternatives})(?!{_TOKEN_CHAR})")
         for name in _LOGGERS:
             logger = logging.getLogger(name)
             if _FILTER not in logger.filters:
