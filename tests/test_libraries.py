@@ -836,6 +836,7 @@ async def test_sync_library_validates_before_listing(tmp_path: pathlib.Path) -> 
     ("call", "match"),
     [
         (lambda lib: lib.search(5), "name must be a str"),
+        (lambda lib: lib.search("caf\udce9"), "unpaired surrogate"),
         (lambda lib: lib.list_images(None), "library_id"),
         (lambda lib: lib.list_images("lib\ud800"), "unpaired surrogate"),
         (lambda lib: lib.add_urls("lib-1", None), "mapping"),

@@ -40,6 +40,7 @@ from ._exceptions import (
     TupuError,
     is_fatal,
 )
+from ._images import display_path
 from ._library_inputs import (
     ContentSource,
     SyncSource,
@@ -200,6 +201,11 @@ class Libraries:
         """The image libraries of this secret id; ``name`` filters them (fuzzy match)."""
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a str or None, not {type(name).__name__}")
+        if name is not None and name != display_path(name):
+            raise InvalidInputError(
+                f"search: the name {display_path(name)[:40]!r} has an unpaired surrogate, "
+                f"which cannot be sent: pass valid Unicode text"
+            )
         fields: dict[str, Any] = {"name": name} if name else {}
         request = self._request(LIBRARY_SEARCH_PATH, fields)
         return await self._send(request, "imageLibraries", image_libraries_decoder) or []
