@@ -7,6 +7,7 @@ result per input and no exception but a ``TupuError``.
 
 from __future__ import annotations
 
+import array
 import io
 import os
 import pathlib
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from clients import FAST_RETRIES, in_process_client, png
+from clients import FAST_RETRIES, PNG_1x1, in_process_client, png
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -495,6 +496,75 @@ class _BadPath(os.PathLike[str]):
         raise RuntimeError("no path")
 
 
+class _HostileStr(str):
+    """A URL-looking ``str`` whose methods raise."""
+
+    def __getitem__(self, key: object) -> str:
+        raise RuntimeError("no slicing")
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+    def lower(self) -> str:
+        raise RuntimeError("no lower")
+
+
+class _HostileBytes(bytes):
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+    def __getitem__(self, key: object) -> Any:
+        raise RuntimeError("no slicing")
+
+
+class _ReturnsPath(os.PathLike[str]):
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __fspath__(self) -> str:
+        return self.value  # type: ignore[return-value]
+
+
+class _HostileImage(Image):
+    def __getattribute__(self, name: str) -> Any:
+        if name == "kind":
+            raise RuntimeError("no kind")
+        return super().__getattribute__(name)
+
+
+def _released() -> memoryview:
+    view = memoryview(b"\x89PNG")
+    view.release()
+    return view
+
+
+def _odd_shapes() -> list[object]:
+    """Objects that look like inputs but break the usual protocols in other ways."""
+    two_d = memoryview(PNG_1x1[:64]).cast("B", shape=[8, 8])
+    return [
+        _HostileStr("http://images.test/a.jpg"),
+        _HostileBytes(PNG_1x1),
+        _ReturnsPath(7),
+        _ReturnsPath(b"/etc/hostname"),
+        _ReturnsPath("nul\x00.jpg"),
+        pathlib.Path("nul\x00.jpg"),
+        pathlib.Path("x" * 5000),
+        pathlib.Path("/".join(["d"] * 3000)),
+        _released(),
+        memoryview(array.array("d", [1.0, 2.0])),
+        two_d,
+        bytearray(PNG_1x1),
+        object.__new__(_HostileImage),
+        {"url": "http://images.test/a.jpg"},
+        {1, 2},
+        (x for x in [PNG_1x1]),
+        bytes,
+        10**5000,
+        float("nan"),
+        ...,
+    ]
+
+
 def _items(files: Files) -> st.SearchStrategy[Any]:
     scalar = st.one_of(
         st.none(),
@@ -503,6 +573,8 @@ def _items(files: Files) -> st.SearchStrategy[Any]:
         st.booleans(),
         st.just(_Hostile()),
         st.just(_BadPath()),
+        # Built afresh per draw: some cannot be hashed, and a generator is used up.
+        st.integers(0, len(_odd_shapes()) - 1).map(lambda i: _odd_shapes()[i]),
     )
     content = st.one_of(st.binary(max_size=40), st.integers(0, 1000).map(png))
     path = st.sampled_from(files.paths())
@@ -518,6 +590,20 @@ def _items(files: Files) -> st.SearchStrategy[Any]:
         st.one_of(st.none(), _NASTY_TEXT, st.integers()),
     )
     return st.one_of(anything, image, st.lists(anything, max_size=2))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["multipart", "base64"])
+async def test_odd_shapes_never_abort_the_run_nor_the_good_images(
+    transport: Transport,
+) -> None:
+    shapes = _odd_shapes()
+    items: list[Any] = [x for shape in shapes for x in (shape, png(len(shapes)))]
+    server = FakeTupuServer(qps_limit=None)
+    async with in_process_client(server, qps=1000) as client:
+        results = await client.recognize_many(items, transport=transport)
+    _check_run(items, results)
+    assert all(r.ok for r in results[1::2])  # every good image still got its answer
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

@@ -28,9 +28,11 @@ from tupu_async._exceptions import (
     APIError,
     AuthenticationError,
     InvalidImageError,
+    InvalidInputError,
     MalformedResponseError,
     RateLimitError,
     SignatureVerificationError,
+    TupuError,
 )
 from tupu_async._libraries import Libraries
 from tupu_async._library_inputs import ContentSource, plan_chunks
@@ -823,4 +825,35 @@ async def test_sync_library_validates_before_listing(tmp_path: pathlib.Path) -> 
         await libraries.sync_library("lib-1", tmp_path / "missing")
     with pytest.raises(ValueError, match="folder path or a mapping"):
         await libraries.sync_library("lib-1", 42)  # type: ignore[arg-type]
+    assert store.requests == []
+
+
+# --- bad arguments are TupuErrors (and still ValueErrors) --------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda lib: lib.search(5), "name must be a str"),
+        (lambda lib: lib.search("caf\udce9"), "unpaired surrogate"),
+        (lambda lib: lib.list_images(None), "library_id"),
+        (lambda lib: lib.list_images("lib\ud800"), "unpaired surrogate"),
+        (lambda lib: lib.add_urls("lib-1", None), "mapping"),
+        (lambda lib: lib.add_urls("lib-1", ["http://e.test/a.jpg"]), "mapping"),
+        (lambda lib: lib.add_urls("lib-1", {5: "http://e.test/a.jpg"}), "must be str"),
+        (lambda lib: lib.add_images("lib-1", [("a", b"x"), ("a", b"y")]), "unique"),
+        (lambda lib: lib.add_images("lib-1", {"": b"x"}), "empty"),
+        (lambda lib: lib.delete("lib-1", None), "names"),
+        (lambda lib: lib.delete("lib-1", [1, 2]), "must be str"),
+    ],
+)
+async def test_bad_arguments_raise_invalid_input_errors(
+    call: Callable[[Libraries], Awaitable[object]], match: str
+) -> None:
+    store = MiniStore()
+    with pytest.raises(InvalidInputError, match=match) as info:
+        await call(make_libraries(store))
+    assert isinstance(info.value, TupuError)
+    assert isinstance(info.value, ValueError)
     assert store.requests == []

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from tupu_async import InvalidImageError
 from tupu_async._constants import MAX_IMAGE_BYTES
 from tupu_async._images import Image, load_image, sniff_format
-from tupu_async._resize import MAX_SIDE, MIN_SIDE, Resizer, make_resizer
+from tupu_async._resize import MAX_SCANS, MAX_SIDE, MIN_SIDE, Resizer, make_resizer
 
 ORIENTATION = 0x0112
 
@@ -186,3 +186,51 @@ def test_longest_side_is_capped_and_never_enlarged(
 
     assert max(img.size) == min(MAX_SIDE, max(width, height))
     assert img.format == fmt
+
+
+def _first_scan_per_component(data: bytes) -> bytes:
+    """A sequential JPEG whose first scan carries one component (non-interleaved), as
+    libjpeg reads it: its decoder then buffers the whole image's coefficients."""
+    sos = data.index(b"\xff\xda")
+    length = int.from_bytes(data[sos + 2 : sos + 4], "big")
+    components = data[sos + 4]
+    assert components == 3
+    # Keep Ns=1 and the first component's selector; the entropy data that follows is then
+    # only partly valid, which is fine: the pixel budget must refuse before any decoding.
+    header = (
+        data[sos : sos + 2] + (length - 4).to_bytes(2, "big") + b"\x01" + data[sos + 5 : sos + 7]
+    )
+    return data[:sos] + header + data[sos + 2 + length - 3 :]
+
+
+@pytest.mark.parametrize("layout", ["progressive", "multi-scan"])
+def test_jpegs_buffering_every_coefficient_are_counted_at_full_size(layout: str) -> None:
+    # A progressive (or non-interleaved) JPEG makes libjpeg hold the whole image's DCT
+    # coefficients (2 bytes per sample) whatever the draft scale: a 382 KB progressive
+    # 10000x10000 grey JPEG peaks at ~240 MiB. Draft-scale counting must not apply.
+    img = gradient((2000, 2000))
+    if layout == "progressive":
+        data = encode(img, "JPEG", progressive=True)
+    else:
+        data = _first_scan_per_component(encode(img, "JPEG"))
+    resizer = Resizer(max_pixels=1_000_000)  # baseline 2000x2000 passes at draft 1000x1000
+    with pytest.raises(InvalidImageError, match="pixel budget"):
+        resizer(data, "jpeg", "bomb.jpg")
+    assert max(decode(resizer(encode(img, "JPEG"), "jpeg", "ok.jpg")).size) == MAX_SIDE
+
+
+def test_a_small_progressive_jpeg_within_the_budget_is_still_resized(resizer: Resizer) -> None:
+    data = encode(gradient((1600, 1200)), "JPEG", progressive=True)
+    assert max(decode(resizer(data, "jpeg", "p.jpg")).size) == MAX_SIDE
+
+
+def test_a_jpeg_with_too_many_scans_is_refused_before_decoding(resizer: Resizer) -> None:
+    # Each progressive scan is a pass over the whole image: 20,000 copies of a 31-byte
+    # scan (a 667 KB file, 4000x4000 px) kept the resizer busy for minutes.
+    data = encode(PILImage.new("L", (1024, 1024), 128), "JPEG", progressive=True)
+    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    bomb = data[:end] + data[last_scan:end] * MAX_SCANS + data[end:]
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(InvalidImageError, match="scans"):
+        resizer(bomb, "jpeg", "scans.jpg")
+    assert max(decode(resizer(data, "jpeg", "ok.jpg")).size) == MAX_SIDE

@@ -167,7 +167,32 @@ async def test_dns_rebinding_public_then_private_connects_only_to_the_checked_ad
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "[::ffff:127.0.0.1]", "0.0.0.0", "localhost", "2130706433", "0x7f.1"]
+    "host",
+    [
+        "127.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "0.0.0.0",
+        "localhost",
+        "2130706433",
+        "0x7f.1",
+        "public@127.0.0.1",
+        "127.1",
+        "0177.0.0.1",
+        "017700000001",
+        "0x7f000001",
+        "0",
+        "localhost.",
+        "127.0.0.1.",
+        "LOCALHOST",
+        "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # full-width digits
+        "127\u30020\u30020\u30021",  # ideographic full stops
+        "[::1]",
+        "[fe80::1%25lo]",
+        "[::127.0.0.1]",
+        "[::ffff:0:7f00:1]",
+        "[64:ff9b::7f00:1]",
+        "[2002:7f00:1::]",
+    ],
 )
 async def test_loopback_urls_with_the_real_resolver_never_reach_the_canary(
     canary: LoopbackServer, host: str

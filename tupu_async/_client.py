@@ -58,6 +58,7 @@ from ._images import (
 )
 from ._keys import KeySource, load_public_key, official_public_key
 from ._limiter import LocalLimiter, RateLimiter
+from ._redaction import redact_error, register_secret
 from ._regroup import regroup
 from ._requests import PreparedRequest, Transport, build_recognition_request
 from ._retry import RetryPolicy
@@ -207,6 +208,7 @@ class AsyncTupuClient:
         self.region = _resolve_region(region)
         self.base_url = normalise_base_url(base_url or REGION_HOSTS[self.region])
         self._signer = Signer(secret_id, private_key)
+        register_secret(self._signer.secret_id)
         self._public_key: RSAPublicKey | None = None
         if verify_signature:
             self._public_key = (
@@ -386,6 +388,13 @@ class AsyncTupuClient:
     # ------------------------------------------------------------------- helpers
 
     def _parse_recognition(self, response: httpx.Response) -> RecognitionResponse:
+        try:
+            return self._parse_recognition_unredacted(response)
+        except TupuError as exc:
+            redact_error(exc)
+            raise
+
+    def _parse_recognition_unredacted(self, response: httpx.Response) -> RecognitionResponse:
         raise_for_transient_status(response)
         status = response.status_code
         text = open_envelope(response.content, self._public_key, status_code=status)

@@ -30,6 +30,7 @@ __all__ = [
     "ConfigurationError",
     "ImageError",
     "InvalidImageError",
+    "InvalidInputError",
     "KeyLoadError",
     "MalformedResponseError",
     "RateLimitError",
@@ -47,7 +48,12 @@ class TupuError(Exception):
     """Base class of every error tupu-async raises."""
 
 
-class InvalidImageError(TupuError, ValueError):
+class InvalidInputError(TupuError, ValueError):
+    """An argument that cannot be used (a library id, image names, the shape of a
+    mapping): raised before any request is made. The message says what to pass."""
+
+
+class InvalidImageError(InvalidInputError):
     """An input image that cannot be sent: raised before any request is made."""
 
 

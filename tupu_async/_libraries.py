@@ -36,9 +36,11 @@ from ._exceptions import (
     APIError,
     ConfigurationError,
     InvalidImageError,
+    InvalidInputError,
     TupuError,
     is_fatal,
 )
+from ._images import display_path
 from ._library_inputs import (
     ContentSource,
     SyncSource,
@@ -70,6 +72,7 @@ from ._library_wire import (
     open_management_body,
     to_library_image,
 )
+from ._redaction import redact_error
 from ._requests import PreparedRequest, build_management_request
 from ._sending import RequestSender
 
@@ -86,13 +89,14 @@ _UPLOAD_CONCURRENCY = 2
 class Libraries:
     """The image-library (图片名单) management API, as ``client.libraries``.
 
-    Every call validates its input before anything is sent (``ValueError``, or
-    ``InvalidImageError`` for image content and URLs). Batch calls split their items
-    into as few requests as the API's limits allow, send them through the client's
-    limiter with retries, and return exactly one :class:`LibraryItemOutcome` per input
-    item, in input order: a request that still fails after retries yields failed
-    outcomes for its items instead of dropping them. Fatal errors (authentication,
-    configuration, a response signature that does not verify) raise.
+    Every call validates its input before anything is sent (``InvalidInputError``, or
+    ``InvalidImageError`` for image content and URLs; both are ``ValueError``). Batch
+    calls split their items into as few requests as the API's limits allow, send them
+    through the client's limiter with retries, and return exactly one
+    :class:`LibraryItemOutcome` per input item, in input order: a request that still
+    fails after retries yields failed outcomes for its items instead of dropping them.
+    Fatal errors (authentication, configuration, a response signature that does not
+    verify) raise.
 
     The limits are attributes (``max_urls_per_request``, ``max_images_per_request``,
     ``max_deletes_per_request``, ``max_body_bytes``, ``max_concurrency``); lower them for
@@ -138,7 +142,11 @@ class Libraries:
         public_key = self._public_key
 
         def parse(response: httpx.Response) -> list[T] | None:
-            return decode_field(open_management_body(response, public_key), key, decoder)
+            try:
+                return decode_field(open_management_body(response, public_key), key, decoder)
+            except TupuError as exc:
+                redact_error(exc)
+                raise
 
         return await self._sender.send(request, parse)
 
@@ -192,7 +200,12 @@ class Libraries:
     async def search(self, name: str | None = None) -> list[ImageLibrary]:
         """The image libraries of this secret id; ``name`` filters them (fuzzy match)."""
         if name is not None and not isinstance(name, str):
-            raise ValueError(f"name must be a str or None, not {type(name).__name__}")
+            raise InvalidInputError(f"name must be a str or None, not {type(name).__name__}")
+        if name is not None and name != display_path(name):
+            raise InvalidInputError(
+                f"search: the name {display_path(name)[:40]!r} has an unpaired surrogate, "
+                f"which cannot be sent: pass valid Unicode text"
+            )
         fields: dict[str, Any] = {"name": name} if name else {}
         request = self._request(LIBRARY_SEARCH_PATH, fields)
         return await self._send(request, "imageLibraries", image_libraries_decoder) or []
@@ -326,6 +339,11 @@ class Libraries:
         (100) names; one outcome per name, in input order (a missing name is that name's
         failed outcome, code 14)."""
         library_id = library_id_of(library_id)
+        if not isinstance(names, (str, Iterable)):
+            raise InvalidInputError(
+                f"delete takes image names (a str or an iterable of strs), not "
+                f"{type(names).__name__}"
+            )
         name_list = [names] if isinstance(names, str) else list(names)
         check_names(name_list, "delete")
         return await self._delete(library_id, name_list)
@@ -425,7 +443,7 @@ def _desired(
         files, skipped = folder_images(pathlib.Path(source))
         check_names(list(files), "sync_library")
         return dict(files), skipped
-    raise ValueError(
+    raise InvalidInputError(
         f"sync_library takes a folder path or a mapping {{name: bytes | path | url}}, not "
         f"{type(source).__name__}"
     )

@@ -4,8 +4,8 @@ Holds the validation of library ids, image names, ``(name, value)`` pairs and UR
 :class:`UploadItem`, one checked ``add_images`` item (bytes, or a file read only when its
 request is built) with what it costs in a base64 body; the folder scan of
 ``sync_library``; and :func:`plan_chunks`, the pure planner that splits items into
-requests within the API's limits. Bad input raises ``ValueError``, or
-``InvalidImageError`` for image content and URLs, before anything is sent.
+requests within the API's limits. Bad input raises ``InvalidInputError`` (a ``ValueError``),
+or ``InvalidImageError`` for image content and URLs, before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TypeVar, Union
 import msgspec
 
 from ._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
-from ._exceptions import InvalidImageError
+from ._exceptions import InvalidImageError, InvalidInputError
 from ._files import open_regular_file, read_regular_file
 from ._images import display_path, sniff_format
 from ._library_types import ImageLibrary
@@ -54,34 +54,42 @@ _encode = msgspec.json.Encoder().encode
 
 
 def library_id_of(library: str | ImageLibrary) -> str:
-    """The id of ``library`` (an id, or an :class:`ImageLibrary`); ValueError when empty."""
+    """The id of ``library`` (an id, or an :class:`ImageLibrary`); InvalidInputError when
+    empty or not sendable text."""
     if isinstance(library, ImageLibrary):
         library = library.id
     if not isinstance(library, str) or not library.strip():
-        raise ValueError(
+        raise InvalidInputError(
             "library_id is empty: pass the image library's id (see client.libraries.search() "
             "or the console's 图片名单库 page)"
+        )
+    if library != display_path(library):
+        raise InvalidInputError(
+            f"library_id {display_path(library)[:40]!r} has an unpaired surrogate, which "
+            f"cannot be sent: pass the id as valid Unicode text"
         )
     return library
 
 
 def check_names(names: Sequence[str], what: str) -> None:
-    """Raise ValueError unless every name is a non-empty str within the limit, and unique."""
+    """Raise InvalidInputError unless every name is a non-empty str within the limit, and unique."""
     seen: set[str] = set()
     duplicates: list[str] = []
     for name in names:
         if not isinstance(name, str):
-            raise ValueError(f"{what}: image names must be str, got {type(name).__name__} {name!r}")
+            raise InvalidInputError(
+                f"{what}: image names must be str, got {type(name).__name__} {name!r}"
+            )
         if not name.strip():
-            raise ValueError(f"{what}: an image name is empty: give every image a name")
+            raise InvalidInputError(f"{what}: an image name is empty: give every image a name")
         if name != display_path(name):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{what}: the image name {display_path(name)[:40]!r} has an unpaired "
                 f"surrogate (a file name that is not UTF-8?), which cannot be sent: pass "
                 f"valid Unicode text"
             )
         if len(name) > LIBRARY_NAME_MAX_CHARS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{what}: the image name {name[:40]!r}… is {len(name)} characters; the API "
                 f"allows at most {LIBRARY_NAME_MAX_CHARS}"
             )
@@ -90,7 +98,7 @@ def check_names(names: Sequence[str], what: str) -> None:
         seen.add(name)
     if duplicates:
         shown = ", ".join(repr(n) for n in duplicates[:5])
-        raise ValueError(
+        raise InvalidInputError(
             f"{what}: image names must be unique within one call; repeated: {shown}"
             + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
         )
@@ -103,11 +111,18 @@ def name_value_pairs(
     if isinstance(items, Mapping):
         return list(items.items())
     if isinstance(items, (str, bytes)):
-        raise ValueError(f"{what} takes a mapping {{name: value}} or a list of (name, value) pairs")
+        raise InvalidInputError(
+            f"{what} takes a mapping {{name: value}} or a list of (name, value) pairs"
+        )
+    if not isinstance(items, Iterable):
+        raise InvalidInputError(
+            f"{what} takes a mapping {{name: value}} or a list of (name, value) pairs, "
+            f"not {type(items).__name__}"
+        )
     pairs: list[tuple[str, T]] = []
     for entry in items:
         if not isinstance(entry, tuple) or len(entry) != 2:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{what} takes a mapping {{name: value}} or a list of (name, value) pairs, "
                 f"got the entry {entry!r}"
             )
@@ -226,7 +241,9 @@ def folder_images(folder: pathlib.Path) -> tuple[dict[str, UploadItem], list[str
     API accepts, or cannot be read, is skipped.
     """
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a directory: pass a folder of images or a mapping")
+        raise InvalidInputError(
+            f"{folder} is not a directory: pass a folder of images or a mapping"
+        )
     images: dict[str, UploadItem] = {}
     skipped: list[str] = []
     for path in sorted(folder.iterdir()):

@@ -19,7 +19,7 @@ from ._images import ContentTransform
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
+__all__ = ["MAX_PIXELS", "MAX_SCANS", "MAX_SIDE", "MIN_SIDE", "Resizer", "make_resizer"]
 
 MAX_SIDE: Final = 512
 """Longest side (px) an image is downsized to: the top of the API's recommended range."""
@@ -30,8 +30,15 @@ MAX_PIXELS: Final = 36_000_000
 """Pixel budget of one decode (an 8K frame fits): about 140 MiB even as RGBA.
 
 Checked from the header before any pixel is decoded; JPEGs are counted at the reduced
-scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly).
+scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly), except
+those libjpeg decodes through a whole-image coefficient buffer (progressive, or a first
+scan without every component): their 2-byte coefficients at full size must fit in the
+budget's RGBA bytes (4 per pixel).
 """
+
+MAX_SCANS: Final = 64
+"""Most scans a JPEG may have to be resized: each is a pass over the whole image, and
+encoders write at most a dozen or so (libjpeg's progressive script: 10)."""
 
 _ANIMATED_FORMATS: Final = frozenset({"GIF", "PNG", "WEBP"})
 """Formats whose animations the API refuses (an MPO photo's extra frames are fine)."""
@@ -94,6 +101,8 @@ class Resizer:
                 )
             longest = max(img.size)
             if img.format == "JPEG":
+                _check_scans(content, name)
+                self._check_coefficients(img, content, name)
                 img.draft("RGB", (self.max_side, self.max_side))
             self._check_pixels(img, name)  # before anything that decodes (PNG EXIF does)
             orientation = _orientation(img)
@@ -129,6 +138,24 @@ class Resizer:
                 f"sending, or send it by URL"
             )
 
+    def _check_coefficients(self, img: PILImage, content: bytes, name: str) -> None:
+        """Refuse a JPEG whose full-size coefficient buffer is over the budget's bytes."""
+        layers: list[tuple[int, int, int, int]] = getattr(img, "layer", [])
+        if not layers:
+            return
+        if not img.info.get("progressive") and _first_scan_components(content) >= len(layers):
+            return  # one interleaved scan: decoded row by row, at draft scale
+        h_max = max(h for _, h, _, _ in layers)
+        v_max = max(v for _, _, v, _ in layers)
+        samples = sum(h * v for _, h, v, _ in layers) / (h_max * v_max)
+        width, height = img.size
+        if width * height * samples * 2 > self.max_pixels * 4:
+            raise InvalidImageError(
+                f"{name}: a progressive or multi-scan JPEG of {width}x{height} px is decoded "
+                f"at full size, over the {self.max_pixels:,}-pixel budget for resizing: "
+                f"downscale it (or save it as baseline JPEG) before sending, or send it by URL"
+            )
+
     def _shrink(self, img: PILImage, format: str, name: str) -> bytes:
         target = _KEEP_FORMATS.get(format, "JPEG")
         side = min(self.max_side, max(img.size))
@@ -148,6 +175,40 @@ class Resizer:
             f"{name}: still over the {self.max_bytes:,}-byte (1 MiB) limit after resizing to "
             f"{side} px: send it by URL instead"
         )
+
+
+def _check_scans(content: bytes, name: str) -> None:
+    """Refuse a JPEG with more than ``MAX_SCANS`` scans (SOS markers; entropy-coded data
+    escapes 0xFF, so the count is never low)."""
+    scans = content.count(b"\xff\xda")
+    if scans > MAX_SCANS:
+        raise InvalidImageError(
+            f"{name}: a JPEG with {scans:,} scans (over {MAX_SCANS}) would take minutes to "
+            f"decode; re-save it as a baseline JPEG before sending, or send it by URL"
+        )
+
+
+_SOS: Final = 0xDA
+_STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _first_scan_components(content: bytes) -> int:
+    """Components in a JPEG's first scan (SOS ``Ns``); 0 when no scan header is found."""
+    at = 2  # after SOI
+    while at + 4 <= len(content):
+        if content[at] != 0xFF:
+            return 0
+        marker = content[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            at += 2
+            continue
+        if marker == _SOS:
+            return content[at + 4] if at + 4 < len(content) else 0
+        at += 2 + int.from_bytes(content[at + 2 : at + 4], "big")
+    return 0
 
 
 def _orientation(img: PILImage) -> int:

@@ -20,6 +20,7 @@ import anyio
 import httpx
 
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES, USER_AGENT
+from ._deadline import attempt_deadline, bounded_attempt
 from ._envelope import excerpt
 from ._events import ClientStats, Hooks, Listener, RequestEvent, logger
 from ._exceptions import (
@@ -370,7 +371,13 @@ class RequestSender:
     async def _exchange(
         self, url: str, body: bytes, headers: dict[str, str], progress: _Attempt
     ) -> httpx.Response:
-        """POST and read the body under the cap; the response returned is fully read."""
+        """POST and read the body under the cap, within the attempt's total deadline."""
+        with bounded_attempt(attempt_deadline(self._http.timeout), url):
+            return await self._exchange_unbounded(url, body, headers, progress)
+
+    async def _exchange_unbounded(
+        self, url: str, body: bytes, headers: dict[str, str], progress: _Attempt
+    ) -> httpx.Response:
         async with self._http.stream(
             "POST", url, content=body, headers=headers, extensions={"trace": progress.trace}
         ) as streamed:
