@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -587,3 +588,112 @@ def test_a_throttled_request_takes_the_next_free_slot_ahead_of_the_line() -> Non
     _run_on_mock_clock(main)
     # "a" was already sleeping on the clock for the next slot; the re-send comes next.
     assert order == ["a", "re-send", "b", "c"]
+
+
+# --- the schedule's log and the pause-halve boundaries, exactly -----------------------------
+
+
+def test_starts_since_counts_the_logged_starts_after_a_time() -> None:
+    schedule = WindowSchedule(10.0, 1.0, margin=0.0)
+    assert [schedule.reserve(0.0) for _ in range(3)] == [0.0, 0.1, 0.2]
+    assert schedule.starts_since(-1.0) == 3
+    assert schedule.starts_since(0.05) == 2
+    assert schedule.starts_since(0.2) == 0
+
+
+def test_a_lagging_send_moves_its_own_start_in_the_log() -> None:
+    schedule = WindowSchedule(3.0, 1.0, margin=0.0)
+    schedule.reserve(0.0)
+    schedule.record_sent(0.0, 0.2)
+    assert schedule.starts_since(-1.0) == 1  # moved, not duplicated
+    assert schedule.starts_since(0.1) == 1
+
+
+def test_a_lagging_send_whose_start_already_left_the_log() -> None:
+    # Limit 2: the start at 0.0 has been pushed out of the log by 0.5 and 1.0.
+    later = WindowSchedule(2.0, 1.0, margin=0.0)
+    assert [later.reserve(0.0) for _ in range(3)] == [0.0, 0.5, 1.0]
+    later.record_sent(0.0, 0.7)  # sent after the oldest logged start: it counts
+    assert later.starts_since(0.6) == 2
+    assert later.starts_since(0.8) == 1
+    earlier = WindowSchedule(2.0, 1.0, margin=0.0)
+    for _ in range(3):
+        earlier.reserve(0.0)
+    earlier.record_sent(0.0, 0.4)  # still before every logged start: nothing changes
+    assert earlier.starts_since(0.45) == 2
+    assert earlier.starts_since(0.6) == 1
+
+
+def test_pause_halve_halves_again_exactly_one_window_after_a_halving() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.0)
+    assert schedule.throttle(0.0, 0.5) is True
+    assert schedule.throttle(0.7, 0.1) is False  # within the window of the halving
+    assert schedule.current_rate == 25.0
+    assert schedule.throttle(1.0, 0.1) is True
+    assert schedule.current_rate == 12.5
+
+
+def test_pause_halve_recovers_from_the_end_of_the_pause() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.0)
+    schedule.throttle(0.0, 1.0)
+    schedule.success(0.999)
+    assert schedule.current_rate == 25.0
+    schedule.success(1.0)
+    assert schedule.current_rate == pytest.approx(25.0 + 1 / 25)
+
+
+# --- what a throttle reports ------------------------------------------------------------------
+
+
+def test_belief_reports_the_widened_margin_and_the_pause() -> None:
+    beliefs: list[Any] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time, retry_after_cap=2.0)
+        for _ in range(50):
+            (await limiter.acquire())()
+        await limiter.on_throttle(1.5)  # our own count is at the limit: jitter
+        beliefs.append((trio.current_time(), limiter.belief(), limiter.margin))
+
+    _run_on_mock_clock(main)
+    now, belief, margin = beliefs[0]
+    assert belief.margin == margin == pytest.approx(0.015 * 1.5 + 0.005)
+    assert belief.paused_until == pytest.approx(now + 1.5)
+    assert belief.jitter_throttles == 1
+
+
+def test_pause_halve_without_retry_after_pauses_the_default_time() -> None:
+    waited: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time, policy="pause-halve")
+        await limiter.on_throttle()
+        start = trio.current_time()
+        await limiter.acquire()
+        waited.append(trio.current_time() - start)
+        assert limiter.current_rate == 25.0
+
+    _run_on_mock_clock(main)
+    assert waited == [pytest.approx(DEFAULT_THROTTLE_PAUSE)]
+
+
+def test_each_throttle_is_logged_at_debug_with_its_reaction(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        adaptive = LocalLimiter(50.0, clock=trio.current_time, retry_after_cap=2.0)
+        await adaptive.on_throttle()
+        await adaptive.on_throttle(5.0)
+        legacy = LocalLimiter(50.0, clock=trio.current_time, policy="pause-halve")
+        await legacy.on_throttle(0.25)
+
+    with caplog.at_level(logging.DEBUG, logger="tupu_async"):
+        _run_on_mock_clock(main)
+    assert [r.getMessage() for r in caplog.records if r.name == "tupu_async"] == [
+        "limiter: 429 from foreign (own 0 in the last period); rate 35 (lowered), margin "
+        "15.0 ms, pause 0.000s; throttles: 0 jitter, 1 foreign",
+        "limiter: 429 from foreign (own 0 in the last period); rate 35, margin "
+        "15.0 ms, pause 2.000s; throttles: 0 jitter, 2 foreign",
+        "limiter (pause-halve): rate 25, paused until +0.250s",
+    ]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "tupu_async")
