@@ -402,6 +402,14 @@ async def test_unlimited_limiter_never_waits() -> None:
     await limiter.aclose()
     assert limiter.qps == math.inf
     assert limiter.current_rate == math.inf
+    assert repr(limiter) == "<UnlimitedLimiter>"
+
+
+def test_local_limiter_repr_shows_its_settings_and_state() -> None:
+    limiter = LocalLimiter(20.0, 2.0, margin=0.01, policy="pause-halve", clock=lambda: 0.0)
+    assert repr(limiter) == (
+        "<LocalLimiter qps=20 period=2 margin=0.01 current_rate=20 policy=pause-halve waiting=0>"
+    )
 
 
 # --- sends that lag their permit ------------------------------------------------------------

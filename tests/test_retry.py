@@ -126,7 +126,11 @@ def test_retry_budget() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [
-        ({"max_retries": -1}, ValueError, "max_retries must be >= 0 (0 disables those retries), got -1"),
+        (
+            {"max_retries": -1},
+            ValueError,
+            "max_retries must be >= 0 (0 disables those retries), got -1",
+        ),
         ({"max_retries": 1.5}, TypeError, "max_retries must be an int, got 1.5"),
         ({"max_retries": True}, TypeError, "max_retries must be an int, got True"),
         ({"backoff_base": -0.1}, ValueError, "backoff_base must be a finite number of seconds"),
