@@ -689,7 +689,8 @@ def test_each_throttle_is_logged_at_debug_with_its_reaction(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def main() -> None:
-        adaptive = LocalLimiter(50.0, clock=trio.current_time, retry_after_cap=2.0)
+        await trio.sleep(10.0)  # virtual time: the pause is logged relative to now, not 0
+        adaptive = LocalLimiter(50.0, clock=trio.current_time, margin=0.1, retry_after_cap=2.0)
         await adaptive.on_throttle()
         await adaptive.on_throttle(5.0)
         legacy = LocalLimiter(50.0, clock=trio.current_time, policy="pause-halve")
@@ -699,9 +700,28 @@ def test_each_throttle_is_logged_at_debug_with_its_reaction(
         _run_on_mock_clock(main)
     assert [r.getMessage() for r in caplog.records if r.name == "tupu_async"] == [
         "limiter: 429 from foreign (own 0 in the last period); rate 35 (lowered), margin "
-        "15.0 ms, pause 0.000s; throttles: 0 jitter, 1 foreign",
+        "100.0 ms, pause 0.000s; throttles: 0 jitter, 1 foreign",
         "limiter: 429 from foreign (own 0 in the last period); rate 35, margin "
-        "15.0 ms, pause 2.000s; throttles: 0 jitter, 2 foreign",
+        "100.0 ms, pause 2.000s; throttles: 0 jitter, 2 foreign",
         "limiter (pause-halve): rate 25, paused until +0.250s",
     ]
     assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "tupu_async")
+
+
+def test_a_late_wake_up_keeps_its_slot_for_pacing() -> None:
+    """A head that wakes 3 ms late starts late, but the next slot is paced from its slot."""
+    grants: list[float] = []
+
+    def late_clock() -> float:
+        now = trio.current_time()
+        return now + 0.003 if now > 0.1 else now  # every wake-up after 0.1 s is 3 ms late
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, margin=0.0, clock=late_clock)
+        for _ in range(3):
+            await limiter.acquire()
+            grants.append(trio.current_time())
+
+    _run_on_mock_clock(main)
+    # Slots 0, 0.2, 0.4 on the limiter's clock: the third is granted at 0.4 - 3 ms there.
+    assert grants == [0.0, pytest.approx(0.2), pytest.approx(0.397)]
