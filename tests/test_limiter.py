@@ -725,3 +725,38 @@ def test_a_late_wake_up_keeps_its_slot_for_pacing() -> None:
     _run_on_mock_clock(main)
     # Slots 0, 0.2, 0.4 on the limiter's clock: the third is granted at 0.4 - 3 ms there.
     assert grants == [0.0, pytest.approx(0.2), pytest.approx(0.397)]
+
+
+def test_cancelling_a_waiter_behind_the_head_never_lets_the_next_one_overtake() -> None:
+    """Trio runs tasks woken together in random order, so a second head woken by mistake
+    would win the head's slot about half the time; 30 rounds make that show."""
+    orders: list[list[str]] = []
+
+    async def one_round() -> None:
+        limiter = LocalLimiter(5.0, margin=0.0, clock=trio.current_time)
+        await limiter.acquire()  # the next slot is a spacing away: everyone queues
+        order: list[str] = []
+        cancel_c = trio.CancelScope()
+
+        async def waiter(name: str, scope: trio.CancelScope | None = None) -> None:
+            with scope or trio.CancelScope():
+                await limiter.acquire()
+                order.append(name)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter, "a")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(waiter, "b")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(waiter, "c", cancel_c)
+            await trio.testing.wait_all_tasks_blocked()
+            cancel_c.cancel()
+        assert limiter.waiting == 0
+        orders.append(order)
+
+    async def main() -> None:
+        for _ in range(30):
+            await one_round()
+
+    _run_on_mock_clock(main)
+    assert orders == [["a", "b"]] * 30
