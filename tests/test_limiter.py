@@ -760,3 +760,72 @@ def test_cancelling_a_waiter_behind_the_head_never_lets_the_next_one_overtake() 
 
     _run_on_mock_clock(main)
     assert orders == [["a", "b"]] * 30
+
+
+def _grants_with_send_lags(lags: Sequence[float]) -> list[float]:
+    """Permit times for one request after another, each sent ``lag`` after its permit;
+    qps 5 with a 50 ms margin (spacing 0.21 s), starting at t=10 on a virtual clock."""
+    grants: list[float] = []
+
+    async def main() -> None:
+        await trio.sleep(10.0)
+        limiter = LocalLimiter(5.0, margin=0.05, clock=trio.current_time)
+        for lag in lags:
+            hook = await limiter.acquire()
+            grants.append(trio.current_time())
+            await trio.sleep(lag)
+            hook()
+
+    _run_on_mock_clock(main)
+    return grants
+
+
+def test_a_send_lagging_more_than_the_usual_delay_pushes_the_window_back() -> None:
+    # The first send sets a baseline of no delay; the second lags 30 ms, under the margin.
+    grants = _grants_with_send_lags([0.0, 0.03, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert grants[:6] == [pytest.approx(10.0 + 0.21 * i) for i in range(6)]
+    # Five starts per 1.05 s window: the 7th waits for the 2nd's wire time + 1.05.
+    assert grants[6] == pytest.approx(10.21 + 0.03 + 1.05)
+
+
+def test_only_lag_beyond_the_usual_send_delay_counts() -> None:
+    # The first send (no baseline yet) counts its 10 ms in full and sets the usual delay;
+    # later sends lag 20 ms, of which only the 10 ms beyond the usual one count.
+    grants = _grants_with_send_lags([0.01] + [0.02] * 6)
+    assert grants[:5] == [pytest.approx(10.0 + 0.21 * i) for i in range(5)]
+    assert grants[5] == pytest.approx(10.0 + 0.01 + 1.05)  # the 1st send's wire time + window
+    assert grants[6] == pytest.approx(10.21 + 0.01 + 1.05)  # the 2nd's, 10 ms counted
+
+
+def test_a_caller_arriving_as_the_head_wakes_never_takes_its_slot() -> None:
+    """Trio runs tasks woken together in random order: in 30 rounds a newcomer that skipped
+    the line would take the head's slot about half the time."""
+    orders: list[list[str]] = []
+
+    async def one_round() -> None:
+        start = trio.current_time()
+        limiter = LocalLimiter(5.0, margin=0.0, clock=trio.current_time)
+        await limiter.acquire()  # the next slot is 0.2 s away
+        order: list[str] = []
+
+        async def head() -> None:
+            await limiter.acquire()
+            order.append("head")
+
+        async def newcomer() -> None:
+            await trio.sleep_until(start + 0.2)  # arrives exactly when the head's slot comes
+            await limiter.acquire()
+            order.append("newcomer")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(head)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(newcomer)
+        orders.append(order)
+
+    async def main() -> None:
+        for _ in range(30):
+            await one_round()
+
+    _run_on_mock_clock(main)
+    assert orders == [["head", "newcomer"]] * 30
