@@ -24,6 +24,7 @@ from tupu_async._limiter import (
     UnlimitedLimiter,
     WindowSchedule,
 )
+from tupu_async._throttle_policy import ThrottlePolicy
 
 
 def max_in_window(starts: Sequence[float], window: float) -> int:
@@ -829,3 +830,84 @@ def test_a_caller_arriving_as_the_head_wakes_never_takes_its_slot() -> None:
 
     _run_on_mock_clock(main)
     assert orders == [["head", "newcomer"]] * 30
+
+
+def test_the_usual_send_delay_is_the_least_of_the_last_64() -> None:
+    # A first send with no delay, then sends 20 ms late: while the no-delay send is among
+    # the last 64, each 20 ms counts, and every fifth permit waits 20 ms for the window.
+    grants = _grants_with_send_lags([0.0] + [0.02] * 72)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(grants)]
+    assert gaps[65] == pytest.approx(0.23)
+    # From the 66th send on, 20 ms is the usual delay: plain pacing, nothing pushed back.
+    assert gaps[66:] == [pytest.approx(0.21)] * 6
+
+
+def test_the_limiter_paces_exactly_as_its_policy_with_the_same_settings() -> None:
+    """period, min_rate and the margins given to LocalLimiter reach both the schedule and
+    the 429 policy: rates after foreign throttles match a policy built alike."""
+    seen: list[tuple[float, float]] = []
+
+    async def main() -> None:
+        settings_: dict[str, Any] = {"margin": 0.01, "min_rate": 30.0, "max_margin": 0.05}
+        limiter = LocalLimiter(50.0, 2.0, clock=trio.current_time, **settings_)
+        policy = ThrottlePolicy(50.0, 2.0, **settings_)
+        for _ in range(6):  # foreign (we sent nothing), each after the last one's window
+            await trio.sleep(2.05)
+            await limiter.on_throttle()
+            policy.on_throttle(trio.current_time(), 0, 50)
+        for _ in range(20):
+            seen.append((limiter.current_rate, policy.rate(trio.current_time())))
+            await trio.sleep(0.5)
+
+    _run_on_mock_clock(main)
+    assert seen[0][0] == 30.0  # cut to min_rate, no lower
+    assert [mine for mine, _ in seen] == [pytest.approx(theirs) for _, theirs in seen]
+    assert seen[-1][0] > 10.0  # and probing back up on the policy's curve
+
+
+def test_jitter_widens_the_margin_up_to_the_given_max_margin() -> None:
+    margins: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, margin=0.01, max_margin=0.03, clock=trio.current_time)
+        for _ in range(4):
+            await trio.sleep(3.5)  # isolated: no other throttle in the last 3 s
+            for _ in range(5):
+                await limiter.acquire()  # our own count at the ceiling: jitter
+            await limiter.on_throttle()
+            margins.append(limiter.margin)
+        assert limiter.belief().jitter_throttles == 4
+
+    _run_on_mock_clock(main)
+    assert margins[0] == pytest.approx(0.02)
+    assert margins[-1] == pytest.approx(0.03)
+
+
+def test_pause_halve_halves_down_to_the_default_floor_of_one() -> None:
+    rates: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(4.0, clock=trio.current_time, policy="pause-halve")
+        for _ in range(4):
+            await limiter.on_throttle(0.1)
+            await trio.sleep(2.0)
+            rates.append(limiter.current_rate)
+        limiter.on_success()  # after the pause: + recovery / rate, recovery 1 by default
+        rates.append(limiter.current_rate)
+
+    _run_on_mock_clock(main)
+    assert rates == [2.0, 1.0, 1.0, 1.0, 2.0]
+
+
+def test_pause_halve_halves_down_to_the_given_min_rate() -> None:
+    rates: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(8.0, min_rate=3.0, clock=trio.current_time, policy="pause-halve")
+        for _ in range(3):
+            await limiter.on_throttle(0.1)
+            await trio.sleep(2.0)
+            rates.append(limiter.current_rate)
+
+    _run_on_mock_clock(main)
+    assert rates == [4.0, 3.0, 3.0]
