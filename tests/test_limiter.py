@@ -911,3 +911,18 @@ def test_pause_halve_halves_down_to_the_given_min_rate() -> None:
 
     _run_on_mock_clock(main)
     assert rates == [4.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("qps", "expected_anchor"),
+    [
+        (500.0, 1.0 - 0.001),  # spacing 2 ms: half a spacing (1 ms) of lateness forgiven
+        (20.0, 1.0 - 0.005),  # spacing 50 ms: at most 5 ms forgiven
+    ],
+)
+def test_a_late_start_is_forgiven_at_most_half_a_spacing(
+    qps: float, expected_anchor: float
+) -> None:
+    schedule = WindowSchedule(qps, 1.0, margin=0.0)
+    schedule.record_start(1.0, 0.99)  # woke 10 ms after its slot
+    assert schedule.not_before() == pytest.approx(expected_anchor + 1.0 / qps, abs=1e-12)

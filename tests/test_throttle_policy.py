@@ -260,3 +260,9 @@ def test_each_jitter_throttle_widens_by_half_plus_five_milliseconds() -> None:
         p.margin(100.0)
     )
     assert p.margin(100.0) > 0.015 * 1.5 + 0.005
+
+
+def test_the_default_floor_is_one_request_per_period() -> None:
+    p = ThrottlePolicy(1.5, margin=0.0)  # a ceiling under 2 is valid with the default floor
+    assert p.on_throttle(1.0, own_in_window=0, limit=1).rate == pytest.approx(1.05)
+    assert p.rate(1.0) == pytest.approx(1.05)
