@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -204,6 +205,29 @@ def test_success_recovers_additively_about_one_request_per_second_per_second() -
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LocalLimiter(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"period": 0.0}, "period must be a positive number of seconds, got 0.0"),
+        ({"period": -1.0}, "period must be a positive number of seconds, got -1.0"),
+        ({"margin": -0.1}, "margin must be >= 0 seconds, got -0.1"),
+        ({"min_rate": 0.0}, "min_rate must be > 0 and <= qps (50.0), got 0.0"),
+        ({"min_rate": 51.0}, "min_rate must be > 0 and <= qps (50.0), got 51.0"),
+        ({"recovery": math.inf}, "recovery must be >= 0 requests per period, got inf"),
+    ],
+)
+def test_the_schedule_itself_refuses_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(match)):
+        WindowSchedule(50.0, **kwargs)
+
+
+def test_the_schedule_counts_per_second_by_default() -> None:
+    schedule = WindowSchedule(50.0)
+    assert (schedule.period, schedule.margin, schedule.window) == (1.0, 0.015, 1.015)
+    assert schedule.limit == 50
+    assert schedule.min_rate == 1.0
 
 
 def test_limiters_implement_the_protocol() -> None:
