@@ -230,6 +230,17 @@ def test_the_schedule_counts_per_second_by_default() -> None:
     assert schedule.min_rate == 1.0
 
 
+def test_a_zero_recovery_keeps_a_halved_rate() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.0, recovery=0.0)
+    schedule.throttle(0.0, 0.5)
+    schedule.success(1.0)
+    assert schedule.current_rate == 25.0
+    slow = WindowSchedule(50.0, 1.0, margin=0.0, recovery=0.5)
+    slow.throttle(0.0, 0.5)
+    slow.success(1.0)
+    assert slow.current_rate == 25.0 + 0.5 / 25
+
+
 def test_limiters_implement_the_protocol() -> None:
     assert isinstance(LocalLimiter(), RateLimiter)
     assert isinstance(UnlimitedLimiter(), RateLimiter)
@@ -427,7 +438,10 @@ async def test_unlimited_limiter_never_waits() -> None:
     await limiter.aclose()
     assert limiter.qps == math.inf
     assert limiter.current_rate == math.inf
-    assert repr(limiter) == "<UnlimitedLimiter>"
+
+
+def test_unlimited_limiter_repr_names_it() -> None:
+    assert repr(UnlimitedLimiter()) == "<UnlimitedLimiter>"
 
 
 def test_local_limiter_repr_shows_its_settings_and_state() -> None:
