@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -1203,3 +1204,56 @@ async def test_a_429_in_one_process_changes_what_another_books(
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker_main(sys.argv[2:])
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_the_local_fallback_is_announced_and_sized_from_the_shared_budget(
+    redis_server: RedisServer, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fewer than one request per period per worker: the fallback stretches its period,
+    and says where it could not connect (password hidden) and why."""
+    port = free_port()
+    url = f"redis://tupu:s3cret@127.0.0.1:{port}/0"
+    limiter = RedisLimiter(
+        url,
+        key=key,
+        qps=50,
+        margin=0.03,
+        min_rate=2.0,
+        on_unavailable="local",
+        expected_workers=100,
+    )
+    shown = f"redis://tupu:***@127.0.0.1:{port}/0"
+    assert repr(limiter) == (
+        f"RedisLimiter({shown!r}, key={key!r}, qps=50.0, period=1.0, on_unavailable='local')"
+    )
+    caplog.set_level(logging.WARNING, logger="tupu_async")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await limiter.acquire()
+        (warning,) = caught
+        message = str(warning.message)
+        assert re.fullmatch(
+            re.escape(f"cannot reach Redis at {shown} for the shared QPS budget (")
+            + r"\w*ConnectionError: .+"
+            + re.escape(
+                "); falling back to a per-process limit of 0.5 requests per 1 s "
+                "(qps / expected_workers) and retrying Redis every 5 s. Start Redis or "
+                "fix the URL; set expected_workers to the number of processes"
+            ),
+            message,
+        ), message
+        assert "s3cret" not in message
+        assert f"tupu_async: {message}" in [r.getMessage() for r in caplog.records]
+        fallback = limiter._fallback
+        assert fallback is not None
+        # One request per 2 s locally, reported as 0.5 per the configured 1 s period.
+        assert (fallback.qps, fallback.period, fallback.margin) == (1.0, 2.0, 0.03)
+        assert fallback._schedule.min_rate == 2.0 / 100  # min_rate shared out like qps
+        assert limiter.current_rate == limiter.belief().rate == 0.5
+        await limiter.on_throttle(3.0)  # the fallback pauses for the Retry-After
+        assert fallback.belief().paused_until == pytest.approx(time.monotonic() + 3.0, abs=0.5)
+    finally:
+        await limiter.aclose()
