@@ -1257,3 +1257,59 @@ async def test_the_local_fallback_is_announced_and_sized_from_the_shared_budget(
         assert fallback.belief().paused_until == pytest.approx(time.monotonic() + 3.0, abs=0.5)
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_shared_throttle_is_logged_with_its_cause_rate_and_margin(
+    redis_server: RedisServer, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01)
+    caplog.set_level(logging.DEBUG, logger="tupu_async")
+    try:
+        await limiter.acquire()
+        await limiter.on_throttle(None)  # one start of ten: someone else's load
+    finally:
+        await limiter.aclose()
+    (record,) = [r for r in caplog.records if "throttled" in r.getMessage()]
+    assert record.getMessage() == (
+        f"tupu_async: throttled (foreign); shared rate for {key} 7.00 per 1 s, margin 10.0 ms"
+    )
+    assert record.levelno == logging.INFO  # the rate was cut
+    assert limiter.belief().margin == 0.01
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+@pytest.mark.parametrize("reaction", ["adaptive", "pause-halve"])
+async def test_a_throttle_redis_cannot_record_pauses_this_process_and_says_so(
+    key: str, caplog: pytest.LogCaptureFixture, reaction: Any
+) -> None:
+    """Adaptive pauses locally only for an explicit Retry-After; pause-halve always."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    limiter = RedisLimiter(url, key=key, qps=10, redis_timeout=0.5, reaction=reaction)
+    caplog.set_level(logging.WARNING, logger="tupu_async")
+    try:
+        with RedisServer(port=port):
+            await limiter.acquire()  # the Redis clock is known from here on
+        began = time.monotonic()
+        await limiter.on_throttle(None)
+        no_retry_after = limiter.belief().paused_until
+        await limiter.on_throttle(2.0)
+        with_retry_after = limiter.belief().paused_until
+    finally:
+        await limiter.aclose()
+    if reaction == "adaptive":
+        assert no_retry_after == -math.inf
+    else:
+        assert began + 1.0 <= no_retry_after <= time.monotonic() + 1.0 + 0.01
+    assert began + 2.0 <= with_retry_after <= time.monotonic() + 2.0 + 0.01
+    messages = [r.getMessage() for r in caplog.records if "could not share" in r.getMessage()]
+    assert len(messages) == 2
+    assert re.fullmatch(
+        re.escape(f"tupu_async: could not share a throttle through Redis at {url} (")
+        + r"\w*(ConnectionError|TimeoutError)\b.*"
+        + re.escape("); pausing this process only"),
+        messages[0],
+    ), messages[0]
