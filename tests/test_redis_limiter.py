@@ -829,11 +829,23 @@ async def test_unreachable_redis_falls_back_locally_then_reconnects(
         assert limiter.current_rate == 10.0
         assert elapsed >= 3 * 0.515 / 10 - 0.002  # paced at 10 per 0.515 s locally
 
+        still = LogEvent("still unreachable")
+        with still:
+            await still.event.wait()  # a probe that failed, at debug level
+        assert re.fullmatch(
+            re.escape(f"tupu_async: Redis at redis://127.0.0.1:{port}/0 still unreachable: ")
+            + r".*\S.*",
+            still.messages[0],
+        ), still.messages[0]
         with back, RedisServer(port=port):
             await back.event.wait()  # the background probe found it
             slot = await limiter._take()
             assert slot is not None
             assert not limiter.using_fallback
+        assert back.messages == [
+            f"tupu_async: Redis at redis://127.0.0.1:{port}/0 is reachable again; "
+            "the shared QPS budget is back"
+        ]
     finally:
         await limiter.aclose()
 
