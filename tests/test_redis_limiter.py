@@ -1325,3 +1325,32 @@ async def test_a_throttle_redis_cannot_record_pauses_this_process_and_says_so(
         + re.escape("); pausing this process only"),
         messages[0],
     ), messages[0]
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_wrong_credentials_are_refused_with_what_to_fix(
+    redis_server: RedisServer, key: str
+) -> None:
+    """A server without that user/password refuses at once, for acquire and on_throttle."""
+    url = f"redis://nobody:wrong@127.0.0.1:{redis_server.port}/0"
+    limiter = RedisLimiter(url, key=key, qps=10, on_unavailable="local")
+    shown = f"redis://nobody:***@127.0.0.1:{redis_server.port}/0"
+    pattern = (
+        re.escape(f"Redis at {shown} refused the limiter (")
+        + r"\w*(Authentication|Authorization)Error: .+"
+        + re.escape(
+            f"): fix the user and password in the URL, or grant it EVALSHA/EVAL on the {key!r} keys"
+        )
+    )
+    try:
+        with pytest.raises(TransportError) as on_acquire:
+            await limiter.acquire()
+        with pytest.raises(TransportError) as on_throttle:
+            await limiter.on_throttle(1.0)
+    finally:
+        await limiter.aclose()
+    for caught in (on_acquire, on_throttle):
+        assert re.fullmatch(pattern, str(caught.value)), str(caught.value)
+        assert "wrong" not in str(caught.value)
+    assert not limiter.using_fallback  # a refusal is not an outage: no silent fallback
