@@ -34,7 +34,7 @@ from tupu_async import Hooks, RequestEvent
 from tupu_async._exceptions import TransportError
 from tupu_async._limiter import RateLimiter
 from tupu_async._redis_clock import RedisClock
-from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
+from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _describe, _redacted, _Slot
 from tupu_async._redis_script import Reservation, ThrottleOutcome
 from tupu_async._throttle_policy import ThrottlePolicy
 from tupu_async.testing import FakeTupuServer
@@ -1354,3 +1354,22 @@ async def test_wrong_credentials_are_refused_with_what_to_fix(
         assert re.fullmatch(pattern, str(caught.value)), str(caught.value)
         assert "wrong" not in str(caught.value)
     assert not limiter.using_fallback  # a refusal is not an outage: no silent fallback
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://tupu:s3cret@db.internal:6380/2", "redis://tupu:***@db.internal:6380/2"),
+        ("redis://:s3cret@db.internal/0", "redis://:***@db.internal/0"),
+        ("redis://tupu:s3cret@/0", "redis://tupu:***@/0"),
+        ("redis://db.internal:6379/0", "redis://db.internal:6379/0"),
+        ("redis://[::1", "<unparsable Redis URL>"),
+    ],
+)
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    assert _redacted(url) == shown
+
+
+def test_errors_are_described_by_type_and_text() -> None:
+    assert _describe(ConnectionError("refused")) == "ConnectionError: refused"
+    assert _describe(TimeoutError()) == "TimeoutError"
