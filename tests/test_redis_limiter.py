@@ -1373,3 +1373,22 @@ def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
 def test_errors_are_described_by_type_and_text() -> None:
     assert _describe(ConnectionError("refused")) == "ConnectionError: refused"
     assert _describe(TimeoutError()) == "TimeoutError"
+
+
+def test_a_clock_sample_exactly_at_the_step_threshold_is_no_step() -> None:
+    clock = RedisClock()
+    assert clock.observe(0, 100, 0) is False  # round trip 100 µs, offset 100
+    # |offset - 100| == both round trips + the slack: still the same clock.
+    assert clock.observe(1_000, 1_100, 1_100 - (100 + 100 + 100 + 2_000)) is False
+    assert clock.offset_us == 100
+    assert clock.observe(2_000, 2_100, 2_100 - (100 + 100 + 100 + 2_001)) is True
+    assert clock.offset_us == 2_301
+
+
+def test_the_clock_keeps_the_last_32_samples_and_zero_round_trips() -> None:
+    clock = RedisClock()
+    clock.observe(5, 5, -5)  # a zero round trip, offset 10: the best sample
+    assert clock.recent_rtt_us == 0
+    for i in range(32):
+        clock.observe(100 * i, 100 * i, 100 * i - 20)  # offset 20
+    assert clock.offset_us == 20  # the best one has aged out
