@@ -676,6 +676,10 @@ async def test_unreachable_redis_fails_after_the_outage_timeout_with_what_to_do(
         assert "on_unavailable='local'" in message
         assert "hunter2" not in message
         assert "hunter2" not in repr(limiter)
+        took = re.search(r"has been unavailable for (\d+\.\d) s \((\w+)", message)
+        assert took is not None, message
+        assert 0.3 <= float(took[1]) < 60.0
+        assert took[2].endswith("Error")
         # Past the timeout, the next caller is told at once (one attempt, no new wait).
         began = time.monotonic()
         with pytest.raises(TransportError):
@@ -776,6 +780,13 @@ async def test_read_only_replica_is_waited_out_until_promoted(
         await admin.aclose()
     assert slot is not None
     assert "READONLY" in outage.messages[0] or "read only" in outage.messages[0].lower()
+    assert re.fullmatch(
+        re.escape(f"tupu_async: Redis at {own_redis.url} unavailable (ReadOnlyError: ")
+        + r".+"
+        + re.escape("); no request starts without a shared slot, retrying for up to ")
+        + r"\S+ s",
+        outage.messages[0],
+    ), outage.messages[0]
 
 
 @pytest.mark.redis
@@ -1276,19 +1287,21 @@ async def test_the_local_fallback_is_announced_and_sized_from_the_shared_budget(
 async def test_a_shared_throttle_is_logged_with_its_cause_rate_and_margin(
     redis_server: RedisServer, key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01)
+    limiter = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.2, max_margin=0.3)
     caplog.set_level(logging.DEBUG, logger="tupu_async")
     try:
         await limiter.acquire()
         await limiter.on_throttle(None)  # one start of ten: someone else's load
+        await limiter.on_throttle(None)  # the same cluster: no second cut
     finally:
         await limiter.aclose()
-    (record,) = [r for r in caplog.records if "throttled" in r.getMessage()]
-    assert record.getMessage() == (
-        f"tupu_async: throttled (foreign); shared rate for {key} 7.00 per 1 s, margin 10.0 ms"
+    cut, same = [r for r in caplog.records if "throttled" in r.getMessage()]
+    assert cut.getMessage() == (
+        f"tupu_async: throttled (foreign); shared rate for {key} 7.00 per 1 s, margin 200.0 ms"
     )
-    assert record.levelno == logging.INFO  # the rate was cut
-    assert limiter.belief().margin == 0.01
+    assert cut.levelno == logging.INFO  # the rate was cut
+    assert same.levelno == logging.DEBUG
+    assert limiter.belief().margin == 0.2
 
 
 @pytest.mark.redis
