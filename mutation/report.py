@@ -73,6 +73,8 @@ def render(
         counts = by_module[module]
         survivors = [n for n, s in statuses.items() if module_of(n) == module and s == "survived"]
         row = _row(counts, sum(1 for n in survivors if n in equivalent))
+        if not row["mutants"]:
+            continue  # not part of this run (``mutmut run NAME...``)
         totals.update(row)
         lines.append(_format_row(f"`{module}`", row))
     lines.append(_format_row("**all**", totals))
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = collections.Counter(s for n, s in statuses.items() if module_of(n) == module)
         survivors = {n for n, s in statuses.items() if module_of(n) == module and s == "survived"}
         row = _row(counts, len(survivors & equivalent.keys()))
+        if not row["mutants"]:
+            continue
         print(f"{module:32} {score(row):5.1f}%  ({row['survived']} survived)")
         if score(row) < args.floor:
             low.append(module)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +25,7 @@ from tupu_async._limiter import (
     UnlimitedLimiter,
     WindowSchedule,
 )
+from tupu_async._throttle_policy import ThrottlePolicy
 
 
 def max_in_window(starts: Sequence[float], window: float) -> int:
@@ -202,6 +205,40 @@ def test_success_recovers_additively_about_one_request_per_second_per_second() -
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LocalLimiter(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"period": 0.0}, "period must be a positive number of seconds, got 0.0"),
+        ({"period": -1.0}, "period must be a positive number of seconds, got -1.0"),
+        ({"margin": -0.1}, "margin must be >= 0 seconds, got -0.1"),
+        ({"min_rate": 0.0}, "min_rate must be > 0 and <= qps (50.0), got 0.0"),
+        ({"min_rate": 51.0}, "min_rate must be > 0 and <= qps (50.0), got 51.0"),
+        ({"recovery": math.inf}, "recovery must be >= 0 requests per period, got inf"),
+    ],
+)
+def test_the_schedule_itself_refuses_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(match)):
+        WindowSchedule(50.0, **kwargs)
+
+
+def test_the_schedule_counts_per_second_by_default() -> None:
+    schedule = WindowSchedule(50.0)
+    assert (schedule.period, schedule.margin, schedule.window) == (1.0, 0.015, 1.015)
+    assert schedule.limit == 50
+    assert schedule.min_rate == 1.0
+
+
+def test_a_zero_recovery_keeps_a_halved_rate() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.0, recovery=0.0)
+    schedule.throttle(0.0, 0.5)
+    schedule.success(1.0)
+    assert schedule.current_rate == 25.0
+    slow = WindowSchedule(50.0, 1.0, margin=0.0, recovery=0.5)
+    slow.throttle(0.0, 0.5)
+    slow.success(1.0)
+    assert slow.current_rate == 25.0 + 0.5 / 25
 
 
 def test_limiters_implement_the_protocol() -> None:
@@ -403,6 +440,17 @@ async def test_unlimited_limiter_never_waits() -> None:
     assert limiter.current_rate == math.inf
 
 
+def test_unlimited_limiter_repr_names_it() -> None:
+    assert repr(UnlimitedLimiter()) == "<UnlimitedLimiter>"
+
+
+def test_local_limiter_repr_shows_its_settings_and_state() -> None:
+    limiter = LocalLimiter(20.0, 2.0, margin=0.01, policy="pause-halve", clock=lambda: 0.0)
+    assert repr(limiter) == (
+        "<LocalLimiter qps=20 period=2 margin=0.01 current_rate=20 policy=pause-halve waiting=0>"
+    )
+
+
 # --- sends that lag their permit ------------------------------------------------------------
 
 
@@ -587,3 +635,332 @@ def test_a_throttled_request_takes_the_next_free_slot_ahead_of_the_line() -> Non
     _run_on_mock_clock(main)
     # "a" was already sleeping on the clock for the next slot; the re-send comes next.
     assert order == ["a", "re-send", "b", "c"]
+
+
+# --- the schedule's log and the pause-halve boundaries, exactly -----------------------------
+
+
+def test_starts_since_counts_the_logged_starts_after_a_time() -> None:
+    schedule = WindowSchedule(10.0, 1.0, margin=0.0)
+    assert [schedule.reserve(0.0) for _ in range(3)] == [0.0, 0.1, 0.2]
+    assert schedule.starts_since(-1.0) == 3
+    assert schedule.starts_since(0.05) == 2
+    assert schedule.starts_since(0.2) == 0
+
+
+def test_a_lagging_send_moves_its_own_start_in_the_log() -> None:
+    schedule = WindowSchedule(3.0, 1.0, margin=0.0)
+    schedule.reserve(0.0)
+    schedule.record_sent(0.0, 0.2)
+    assert schedule.starts_since(-1.0) == 1  # moved, not duplicated
+    assert schedule.starts_since(0.1) == 1
+
+
+def test_a_lagging_send_whose_start_already_left_the_log() -> None:
+    # Limit 2: the start at 0.0 has been pushed out of the log by 0.5 and 1.0.
+    later = WindowSchedule(2.0, 1.0, margin=0.0)
+    assert [later.reserve(0.0) for _ in range(3)] == [0.0, 0.5, 1.0]
+    later.record_sent(0.0, 0.7)  # sent after the oldest logged start: it counts
+    assert later.starts_since(0.6) == 2
+    assert later.starts_since(0.8) == 1
+    earlier = WindowSchedule(2.0, 1.0, margin=0.0)
+    for _ in range(3):
+        earlier.reserve(0.0)
+    earlier.record_sent(0.0, 0.4)  # still before every logged start: nothing changes
+    assert earlier.starts_since(0.45) == 2
+    assert earlier.starts_since(0.6) == 1
+
+
+def test_pause_halve_halves_again_exactly_one_window_after_a_halving() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.0)
+    assert schedule.throttle(0.0, 0.5) is True
+    assert schedule.throttle(0.7, 0.1) is False  # within the window of the halving
+    assert schedule.current_rate == 25.0
+    assert schedule.throttle(1.0, 0.1) is True
+    assert schedule.current_rate == 12.5
+
+
+def test_pause_halve_recovers_from_the_end_of_the_pause() -> None:
+    schedule = WindowSchedule(50.0, 1.0, margin=0.0)
+    schedule.throttle(0.0, 1.0)
+    schedule.success(0.999)
+    assert schedule.current_rate == 25.0
+    schedule.success(1.0)
+    assert schedule.current_rate == pytest.approx(25.0 + 1 / 25)
+
+
+# --- what a throttle reports ------------------------------------------------------------------
+
+
+def test_belief_reports_the_widened_margin_and_the_pause() -> None:
+    beliefs: list[Any] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time, retry_after_cap=2.0)
+        for _ in range(50):
+            (await limiter.acquire())()
+        await limiter.on_throttle(1.5)  # our own count is at the limit: jitter
+        beliefs.append((trio.current_time(), limiter.belief(), limiter.margin))
+
+    _run_on_mock_clock(main)
+    now, belief, margin = beliefs[0]
+    assert belief.margin == margin == pytest.approx(0.015 * 1.5 + 0.005)
+    assert belief.paused_until == pytest.approx(now + 1.5)
+    assert belief.jitter_throttles == 1
+
+
+def test_pause_halve_without_retry_after_pauses_the_default_time() -> None:
+    waited: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(50.0, clock=trio.current_time, policy="pause-halve")
+        await limiter.on_throttle()
+        start = trio.current_time()
+        await limiter.acquire()
+        waited.append(trio.current_time() - start)
+        assert limiter.current_rate == 25.0
+
+    _run_on_mock_clock(main)
+    assert waited == [pytest.approx(DEFAULT_THROTTLE_PAUSE)]
+
+
+def test_each_throttle_is_logged_at_debug_with_its_reaction(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        await trio.sleep(10.0)  # virtual time: the pause is logged relative to now, not 0
+        adaptive = LocalLimiter(50.0, clock=trio.current_time, margin=0.1, retry_after_cap=2.0)
+        await adaptive.on_throttle()
+        await adaptive.on_throttle(5.0)
+        legacy = LocalLimiter(50.0, clock=trio.current_time, policy="pause-halve")
+        await legacy.on_throttle(0.25)
+
+    with caplog.at_level(logging.DEBUG, logger="tupu_async"):
+        _run_on_mock_clock(main)
+    assert [r.getMessage() for r in caplog.records if r.name == "tupu_async"] == [
+        "limiter: 429 from foreign (own 0 in the last period); rate 35 (lowered), margin "
+        "100.0 ms, pause 0.000s; throttles: 0 jitter, 1 foreign",
+        "limiter: 429 from foreign (own 0 in the last period); rate 35, margin "
+        "100.0 ms, pause 2.000s; throttles: 0 jitter, 2 foreign",
+        "limiter (pause-halve): rate 25, paused until +0.250s",
+    ]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "tupu_async")
+
+
+def test_a_late_wake_up_keeps_its_slot_for_pacing() -> None:
+    """A head that wakes 3 ms late starts late, but the next slot is paced from its slot."""
+    grants: list[float] = []
+
+    def late_clock() -> float:
+        now = trio.current_time()
+        return now + 0.003 if now > 0.1 else now  # every wake-up after 0.1 s is 3 ms late
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, margin=0.0, clock=late_clock)
+        for _ in range(3):
+            await limiter.acquire()
+            grants.append(trio.current_time())
+
+    _run_on_mock_clock(main)
+    # Slots 0, 0.2, 0.4 on the limiter's clock: the third is granted at 0.4 - 3 ms there.
+    assert grants == [0.0, pytest.approx(0.2), pytest.approx(0.397)]
+
+
+def test_cancelling_a_waiter_behind_the_head_never_lets_the_next_one_overtake() -> None:
+    """Trio runs tasks woken together in random order, so a second head woken by mistake
+    would win the head's slot about half the time; 30 rounds make that show."""
+    orders: list[list[str]] = []
+
+    async def one_round() -> None:
+        limiter = LocalLimiter(5.0, margin=0.0, clock=trio.current_time)
+        await limiter.acquire()  # the next slot is a spacing away: everyone queues
+        order: list[str] = []
+        cancel_c = trio.CancelScope()
+
+        async def waiter(name: str, scope: trio.CancelScope | None = None) -> None:
+            with scope or trio.CancelScope():
+                await limiter.acquire()
+                order.append(name)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter, "a")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(waiter, "b")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(waiter, "c", cancel_c)
+            await trio.testing.wait_all_tasks_blocked()
+            cancel_c.cancel()
+        assert limiter.waiting == 0
+        orders.append(order)
+
+    async def main() -> None:
+        for _ in range(30):
+            await one_round()
+
+    _run_on_mock_clock(main)
+    assert orders == [["a", "b"]] * 30
+
+
+def _grants_with_send_lags(lags: Sequence[float]) -> list[float]:
+    """Permit times for one request after another, each sent ``lag`` after its permit;
+    qps 5 with a 50 ms margin (spacing 0.21 s), starting at t=10 on a virtual clock."""
+    grants: list[float] = []
+
+    async def main() -> None:
+        await trio.sleep(10.0)
+        limiter = LocalLimiter(5.0, margin=0.05, clock=trio.current_time)
+        for lag in lags:
+            hook = await limiter.acquire()
+            grants.append(trio.current_time())
+            await trio.sleep(lag)
+            hook()
+
+    _run_on_mock_clock(main)
+    return grants
+
+
+def test_a_send_lagging_more_than_the_usual_delay_pushes_the_window_back() -> None:
+    # The first send sets a baseline of no delay; the second lags 30 ms, under the margin.
+    grants = _grants_with_send_lags([0.0, 0.03, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert grants[:6] == [pytest.approx(10.0 + 0.21 * i) for i in range(6)]
+    # Five starts per 1.05 s window: the 7th waits for the 2nd's wire time + 1.05.
+    assert grants[6] == pytest.approx(10.21 + 0.03 + 1.05)
+
+
+def test_only_lag_beyond_the_usual_send_delay_counts() -> None:
+    # The first send (no baseline yet) counts its 10 ms in full and sets the usual delay;
+    # later sends lag 20 ms, of which only the 10 ms beyond the usual one count.
+    grants = _grants_with_send_lags([0.01] + [0.02] * 6)
+    assert grants[:5] == [pytest.approx(10.0 + 0.21 * i) for i in range(5)]
+    assert grants[5] == pytest.approx(10.0 + 0.01 + 1.05)  # the 1st send's wire time + window
+    assert grants[6] == pytest.approx(10.21 + 0.01 + 1.05)  # the 2nd's, 10 ms counted
+
+
+def test_a_caller_arriving_as_the_head_wakes_never_takes_its_slot() -> None:
+    """Trio runs tasks woken together in random order: in 30 rounds a newcomer that skipped
+    the line would take the head's slot about half the time."""
+    orders: list[list[str]] = []
+
+    async def one_round() -> None:
+        start = trio.current_time()
+        limiter = LocalLimiter(5.0, margin=0.0, clock=trio.current_time)
+        await limiter.acquire()  # the next slot is 0.2 s away
+        order: list[str] = []
+
+        async def head() -> None:
+            await limiter.acquire()
+            order.append("head")
+
+        async def newcomer() -> None:
+            await trio.sleep_until(start + 0.2)  # arrives exactly when the head's slot comes
+            await limiter.acquire()
+            order.append("newcomer")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(head)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(newcomer)
+        orders.append(order)
+
+    async def main() -> None:
+        for _ in range(30):
+            await one_round()
+
+    _run_on_mock_clock(main)
+    assert orders == [["head", "newcomer"]] * 30
+
+
+def test_the_usual_send_delay_is_the_least_of_the_last_64() -> None:
+    # A first send with no delay, then sends 20 ms late: while the no-delay send is among
+    # the last 64, each 20 ms counts, and every fifth permit waits 20 ms for the window.
+    grants = _grants_with_send_lags([0.0] + [0.02] * 72)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(grants)]
+    assert gaps[65] == pytest.approx(0.23)
+    # From the 66th send on, 20 ms is the usual delay: plain pacing, nothing pushed back.
+    assert gaps[66:] == [pytest.approx(0.21)] * 6
+
+
+def test_the_limiter_paces_exactly_as_its_policy_with_the_same_settings() -> None:
+    """period, min_rate and the margins given to LocalLimiter reach both the schedule and
+    the 429 policy: rates after foreign throttles match a policy built alike."""
+    seen: list[tuple[float, float]] = []
+
+    async def main() -> None:
+        settings_: dict[str, Any] = {"margin": 0.01, "min_rate": 30.0, "max_margin": 0.05}
+        limiter = LocalLimiter(50.0, 2.0, clock=trio.current_time, **settings_)
+        policy = ThrottlePolicy(50.0, 2.0, **settings_)
+        for _ in range(6):  # foreign (we sent nothing), each after the last one's window
+            await trio.sleep(2.05)
+            await limiter.on_throttle()
+            policy.on_throttle(trio.current_time(), 0, 50)
+        for _ in range(20):
+            seen.append((limiter.current_rate, policy.rate(trio.current_time())))
+            await trio.sleep(0.5)
+
+    _run_on_mock_clock(main)
+    assert seen[0][0] == 30.0  # cut to min_rate, no lower
+    assert [mine for mine, _ in seen] == [pytest.approx(theirs) for _, theirs in seen]
+    assert seen[-1][0] > 10.0  # and probing back up on the policy's curve
+
+
+def test_jitter_widens_the_margin_up_to_the_given_max_margin() -> None:
+    margins: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(5.0, margin=0.01, max_margin=0.03, clock=trio.current_time)
+        for _ in range(4):
+            await trio.sleep(3.5)  # isolated: no other throttle in the last 3 s
+            for _ in range(5):
+                await limiter.acquire()  # our own count at the ceiling: jitter
+            await limiter.on_throttle()
+            margins.append(limiter.margin)
+        assert limiter.belief().jitter_throttles == 4
+
+    _run_on_mock_clock(main)
+    assert margins[0] == pytest.approx(0.02)
+    assert margins[-1] == pytest.approx(0.03)
+
+
+def test_pause_halve_halves_down_to_the_default_floor_of_one() -> None:
+    rates: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(4.0, clock=trio.current_time, policy="pause-halve")
+        for _ in range(4):
+            await limiter.on_throttle(0.1)
+            await trio.sleep(2.0)
+            rates.append(limiter.current_rate)
+        limiter.on_success()  # after the pause: + recovery / rate, recovery 1 by default
+        rates.append(limiter.current_rate)
+
+    _run_on_mock_clock(main)
+    assert rates == [2.0, 1.0, 1.0, 1.0, 2.0]
+
+
+def test_pause_halve_halves_down_to_the_given_min_rate() -> None:
+    rates: list[float] = []
+
+    async def main() -> None:
+        limiter = LocalLimiter(8.0, min_rate=3.0, clock=trio.current_time, policy="pause-halve")
+        for _ in range(3):
+            await limiter.on_throttle(0.1)
+            await trio.sleep(2.0)
+            rates.append(limiter.current_rate)
+
+    _run_on_mock_clock(main)
+    assert rates == [4.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("qps", "expected_anchor"),
+    [
+        (500.0, 1.0 - 0.001),  # spacing 2 ms: half a spacing (1 ms) of lateness forgiven
+        (20.0, 1.0 - 0.005),  # spacing 50 ms: at most 5 ms forgiven
+    ],
+)
+def test_a_late_start_is_forgiven_at_most_half_a_spacing(
+    qps: float, expected_anchor: float
+) -> None:
+    schedule = WindowSchedule(qps, 1.0, margin=0.0)
+    schedule.record_start(1.0, 0.99)  # woke 10 ms after its slot
+    assert schedule.not_before() == pytest.approx(expected_anchor + 1.0 / qps, abs=1e-12)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -33,7 +34,7 @@ from tupu_async import Hooks, RequestEvent
 from tupu_async._exceptions import TransportError
 from tupu_async._limiter import RateLimiter
 from tupu_async._redis_clock import RedisClock
-from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
+from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _describe, _redacted, _Slot
 from tupu_async._redis_script import Reservation, ThrottleOutcome
 from tupu_async._throttle_policy import ThrottlePolicy
 from tupu_async.testing import FakeTupuServer
@@ -675,6 +676,10 @@ async def test_unreachable_redis_fails_after_the_outage_timeout_with_what_to_do(
         assert "on_unavailable='local'" in message
         assert "hunter2" not in message
         assert "hunter2" not in repr(limiter)
+        took = re.search(r"has been unavailable for (\d+\.\d) s \((\w+)", message)
+        assert took is not None, message
+        assert 0.3 <= float(took[1]) < 60.0
+        assert took[2].endswith("Error")
         # Past the timeout, the next caller is told at once (one attempt, no new wait).
         began = time.monotonic()
         with pytest.raises(TransportError):
@@ -775,6 +780,13 @@ async def test_read_only_replica_is_waited_out_until_promoted(
         await admin.aclose()
     assert slot is not None
     assert "READONLY" in outage.messages[0] or "read only" in outage.messages[0].lower()
+    assert re.fullmatch(
+        re.escape(f"tupu_async: Redis at {own_redis.url} unavailable (ReadOnlyError: ")
+        + r".+"
+        + re.escape("); no request starts without a shared slot, retrying for up to ")
+        + r"\S+ s",
+        outage.messages[0],
+    ), outage.messages[0]
 
 
 @pytest.mark.redis
@@ -828,11 +840,23 @@ async def test_unreachable_redis_falls_back_locally_then_reconnects(
         assert limiter.current_rate == 10.0
         assert elapsed >= 3 * 0.515 / 10 - 0.002  # paced at 10 per 0.515 s locally
 
+        still = LogEvent("still unreachable")
+        with still:
+            await still.event.wait()  # a probe that failed, at debug level
+        assert re.fullmatch(
+            re.escape(f"tupu_async: Redis at redis://127.0.0.1:{port}/0 still unreachable: ")
+            + r".*\S.*",
+            still.messages[0],
+        ), still.messages[0]
         with back, RedisServer(port=port):
             await back.event.wait()  # the background probe found it
             slot = await limiter._take()
             assert slot is not None
             assert not limiter.using_fallback
+        assert back.messages == [
+            f"tupu_async: Redis at redis://127.0.0.1:{port}/0 is reachable again; "
+            "the shared QPS budget is back"
+        ]
     finally:
         await limiter.aclose()
 
@@ -1203,3 +1227,181 @@ async def test_a_429_in_one_process_changes_what_another_books(
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker_main(sys.argv[2:])
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_the_local_fallback_is_announced_and_sized_from_the_shared_budget(
+    redis_server: RedisServer, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fewer than one request per period per worker: the fallback stretches its period,
+    and says where it could not connect (password hidden) and why."""
+    port = free_port()
+    url = f"redis://tupu:s3cret@127.0.0.1:{port}/0"
+    limiter = RedisLimiter(
+        url,
+        key=key,
+        qps=50,
+        margin=0.03,
+        min_rate=2.0,
+        on_unavailable="local",
+        expected_workers=100,
+    )
+    shown = f"redis://tupu:***@127.0.0.1:{port}/0"
+    assert repr(limiter) == (
+        f"RedisLimiter({shown!r}, key={key!r}, qps=50.0, period=1.0, on_unavailable='local')"
+    )
+    caplog.set_level(logging.WARNING, logger="tupu_async")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await limiter.acquire()
+        (warning,) = caught
+        message = str(warning.message)
+        assert re.fullmatch(
+            re.escape(f"cannot reach Redis at {shown} for the shared QPS budget (")
+            + r"\w*ConnectionError: .+"
+            + re.escape(
+                "); falling back to a per-process limit of 0.5 requests per 1 s "
+                "(qps / expected_workers) and retrying Redis every 5 s. Start Redis or "
+                "fix the URL; set expected_workers to the number of processes"
+            ),
+            message,
+        ), message
+        assert "s3cret" not in message
+        assert f"tupu_async: {message}" in [r.getMessage() for r in caplog.records]
+        fallback = limiter._fallback
+        assert fallback is not None
+        # One request per 2 s locally, reported as 0.5 per the configured 1 s period.
+        assert (fallback.qps, fallback.period, fallback.margin) == (1.0, 2.0, 0.03)
+        assert fallback._schedule.min_rate == 2.0 / 100  # min_rate shared out like qps
+        assert limiter.current_rate == limiter.belief().rate == 0.5
+        await limiter.on_throttle(3.0)  # the fallback pauses for the Retry-After
+        assert fallback.belief().paused_until == pytest.approx(time.monotonic() + 3.0, abs=0.5)
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_shared_throttle_is_logged_with_its_cause_rate_and_margin(
+    redis_server: RedisServer, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.2, max_margin=0.3)
+    caplog.set_level(logging.DEBUG, logger="tupu_async")
+    try:
+        await limiter.acquire()
+        await limiter.on_throttle(None)  # one start of ten: someone else's load
+        await limiter.on_throttle(None)  # the same cluster: no second cut
+    finally:
+        await limiter.aclose()
+    cut, same = [r for r in caplog.records if "throttled" in r.getMessage()]
+    assert cut.getMessage() == (
+        f"tupu_async: throttled (foreign); shared rate for {key} 7.00 per 1 s, margin 200.0 ms"
+    )
+    assert cut.levelno == logging.INFO  # the rate was cut
+    assert same.levelno == logging.DEBUG
+    assert limiter.belief().margin == 0.2
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+@pytest.mark.parametrize("reaction", ["adaptive", "pause-halve"])
+async def test_a_throttle_redis_cannot_record_pauses_this_process_and_says_so(
+    key: str, caplog: pytest.LogCaptureFixture, reaction: Any
+) -> None:
+    """Adaptive pauses locally only for an explicit Retry-After; pause-halve always."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    limiter = RedisLimiter(url, key=key, qps=10, redis_timeout=0.5, reaction=reaction)
+    caplog.set_level(logging.WARNING, logger="tupu_async")
+    try:
+        with RedisServer(port=port):
+            await limiter.acquire()  # the Redis clock is known from here on
+        began = time.monotonic()
+        await limiter.on_throttle(None)
+        no_retry_after = limiter.belief().paused_until
+        await limiter.on_throttle(2.0)
+        with_retry_after = limiter.belief().paused_until
+    finally:
+        await limiter.aclose()
+    if reaction == "adaptive":
+        assert no_retry_after == -math.inf
+    else:
+        assert began + 1.0 <= no_retry_after <= time.monotonic() + 1.0 + 0.01
+    assert began + 2.0 <= with_retry_after <= time.monotonic() + 2.0 + 0.01
+    messages = [r.getMessage() for r in caplog.records if "could not share" in r.getMessage()]
+    assert len(messages) == 2
+    assert re.fullmatch(
+        re.escape(f"tupu_async: could not share a throttle through Redis at {url} (")
+        + r"\w*(ConnectionError|TimeoutError)\b.*"
+        + re.escape("); pausing this process only"),
+        messages[0],
+    ), messages[0]
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_wrong_credentials_are_refused_with_what_to_fix(
+    redis_server: RedisServer, key: str
+) -> None:
+    """A server without that user/password refuses at once, for acquire and on_throttle."""
+    url = f"redis://nobody:wrong@127.0.0.1:{redis_server.port}/0"
+    limiter = RedisLimiter(url, key=key, qps=10, on_unavailable="local")
+    shown = f"redis://nobody:***@127.0.0.1:{redis_server.port}/0"
+    pattern = (
+        re.escape(f"Redis at {shown} refused the limiter (")
+        + r"\w*(Authentication|Authorization)Error: .+"
+        + re.escape(
+            f"): fix the user and password in the URL, or grant it EVALSHA/EVAL on the {key!r} keys"
+        )
+    )
+    try:
+        with pytest.raises(TransportError) as on_acquire:
+            await limiter.acquire()
+        with pytest.raises(TransportError) as on_throttle:
+            await limiter.on_throttle(1.0)
+    finally:
+        await limiter.aclose()
+    for caught in (on_acquire, on_throttle):
+        assert re.fullmatch(pattern, str(caught.value)), str(caught.value)
+        assert "wrong" not in str(caught.value)
+    assert not limiter.using_fallback  # a refusal is not an outage: no silent fallback
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://tupu:s3cret@db.internal:6380/2", "redis://tupu:***@db.internal:6380/2"),
+        ("redis://:s3cret@db.internal/0", "redis://:***@db.internal/0"),
+        ("redis://tupu:s3cret@/0", "redis://tupu:***@/0"),
+        ("redis://db.internal:6379/0", "redis://db.internal:6379/0"),
+        ("redis://[::1", "<unparsable Redis URL>"),
+    ],
+)
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    assert _redacted(url) == shown
+
+
+def test_errors_are_described_by_type_and_text() -> None:
+    assert _describe(ConnectionError("refused")) == "ConnectionError: refused"
+    assert _describe(TimeoutError()) == "TimeoutError"
+
+
+def test_a_clock_sample_exactly_at_the_step_threshold_is_no_step() -> None:
+    clock = RedisClock()
+    assert clock.observe(0, 100, 0) is False  # round trip 100 µs, offset 100
+    # |offset - 100| == both round trips + the slack: still the same clock.
+    assert clock.observe(1_000, 1_100, 1_100 - (100 + 100 + 100 + 2_000)) is False
+    assert clock.offset_us == 100
+    assert clock.observe(2_000, 2_100, 2_100 - (100 + 100 + 100 + 2_001)) is True
+    assert clock.offset_us == 2_301
+
+
+def test_the_clock_keeps_the_last_32_samples_and_zero_round_trips() -> None:
+    clock = RedisClock()
+    clock.observe(5, 5, -5)  # a zero round trip, offset 10: the best sample
+    assert clock.recent_rtt_us == 0
+    for i in range(32):
+        clock.observe(100 * i, 100 * i, 100 * i - 20)  # offset 20
+    assert clock.offset_us == 20  # the best one has aged out

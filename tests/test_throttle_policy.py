@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -169,3 +170,99 @@ def test_no_share_evidence_before_a_full_period_of_successes() -> None:
     p.on_success(0.5)
     assert p.accepted_in_period(0.9) is None
     assert p.accepted_in_period(1.2) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"qps": 0.999}, "qps must be a finite number >= 1, got 0.999"),
+        ({"qps": math.nan}, "qps must be a finite number >= 1, got nan"),
+        ({"period": 0.0}, "period must be a positive number of seconds, got 0.0"),
+        ({"period": math.inf}, "period must be a positive number of seconds, got inf"),
+        ({"margin": -0.001}, "margin must be >= 0 seconds, got -0.001"),
+        ({"margin": math.inf}, "margin must be >= 0 seconds, got inf"),
+        ({"max_margin": math.nan}, "max_margin must be >= margin (0.015) seconds, got nan"),
+        ({"min_rate": 50.5}, "min_rate must be > 0 and <= qps (50.0), got 50.5"),
+        ({"min_rate": math.nan}, "min_rate must be > 0 and <= qps (50.0), got nan"),
+        (
+            {"retry_after_cap": -0.5},
+            "retry_after_cap must be a finite number of seconds >= 0, got -0.5",
+        ),
+    ],
+)
+def test_each_bad_setting_is_named_with_its_value(kwargs: dict[str, Any], message: str) -> None:
+    settings_: dict[str, Any] = {"qps": 50.0, "margin": 0.015, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        ThrottlePolicy(**settings_)
+    assert str(info.value) == message
+
+
+def test_the_edges_of_every_setting_are_accepted_and_kept() -> None:
+    p = ThrottlePolicy(1, 0.5, margin=0.0, max_margin=0.0, min_rate=1, retry_after_cap=0.0)
+    assert p.qps == 1.0
+    assert p.retry_after_cap == 0.0
+    assert p.paused_until == -math.inf
+    assert p.margin(0.0) == 0.0
+    # A zero cap: a Retry-After never pauses past the throttle itself.
+    assert p.on_throttle(1.0, 0, 1, retry_after=3.0).pause_until == 1.0
+    assert p.rate(1.0) == 1.0  # min_rate == qps: a cut has nowhere to go
+
+
+def test_belief_reports_rate_margin_counts_and_pause_at_the_given_time() -> None:
+    p = policy(retry_after_cap=2.0)
+    p.on_throttle(10.0, own_in_window=50, limit=LIMIT)  # jitter
+    p.on_throttle(20.0, own_in_window=10, limit=LIMIT, retry_after=1.0)  # foreign
+    belief = p.belief(20.0)
+    assert belief.rate == p.rate(20.0) == pytest.approx(35.0)
+    assert belief.margin == p.margin(20.0)
+    assert belief.margin > 0.015
+    assert (belief.jitter_throttles, belief.foreign_throttles) == (1, 1)
+    assert belief.paused_until == p.paused_until == 21.0
+
+
+def test_share_evidence_starts_one_full_period_after_the_first_success() -> None:
+    p = policy()
+    p.on_success(2.0)
+    p.on_success(2.5)
+    assert p.accepted_in_period(2.5) is None  # half a period of evidence only
+    assert p.accepted_in_period(3.0) == 1  # exactly one period: (2.0, 3.0] holds 2.5 only
+    assert p.accepted_in_period(3.6) == 0
+
+
+def test_the_no_cut_window_ends_exactly_one_period_plus_margin_after_a_cut() -> None:
+    p = ThrottlePolicy(50.0, margin=0.0)
+    assert p.on_throttle(5.0, own_in_window=10, limit=LIMIT).rate_lowered
+    assert not p.on_throttle(5.999, own_in_window=10, limit=LIMIT).rate_lowered
+    assert p.on_throttle(6.0, own_in_window=10, limit=LIMIT).rate_lowered  # a new cluster
+    q = ThrottlePolicy(50.0, margin=0.0)
+    q.on_throttle(5.0, own_in_window=10, limit=LIMIT)
+    # At the end of the no-cut window an isolated throttle at our ceiling is jitter again.
+    assert q.on_throttle(6.0, own_in_window=50, limit=LIMIT).cause == JITTER
+
+
+def test_jitter_needs_our_own_count_at_ninety_percent_of_the_limit() -> None:
+    assert policy().on_throttle(1.0, own_in_window=45, limit=LIMIT).cause == JITTER
+    assert policy().on_throttle(1.0, own_in_window=44, limit=LIMIT).cause == FOREIGN
+
+
+def test_throttles_persist_only_within_three_seconds() -> None:
+    p = policy()
+    causes = [p.on_throttle(t, own_in_window=50, limit=LIMIT).cause for t in (1.0, 2.0, 4.0)]
+    assert causes == [JITTER, JITTER, JITTER]  # the one at 1.0 is exactly 3 s old at 4.0
+    assert p.jitter_throttles == 3
+    assert p.foreign_throttles == 0
+
+
+def test_each_jitter_throttle_widens_by_half_plus_five_milliseconds() -> None:
+    p = policy()
+    assert p.on_throttle(1.0, own_in_window=50, limit=LIMIT).margin == pytest.approx(0.0275)
+    assert p.on_throttle(100.0, own_in_window=50, limit=LIMIT).margin == pytest.approx(
+        p.margin(100.0)
+    )
+    assert p.margin(100.0) > 0.015 * 1.5 + 0.005
+
+
+def test_the_default_floor_is_one_request_per_period() -> None:
+    p = ThrottlePolicy(1.5, margin=0.0)  # a ceiling under 2 is valid with the default floor
+    assert p.on_throttle(1.0, own_in_window=0, limit=1).rate == pytest.approx(1.05)
+    assert p.rate(1.0) == pytest.approx(1.05)
