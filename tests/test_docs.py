@@ -11,14 +11,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 # Pages other branches add (issues 9, 10, 12); the README already points at them.
-PAGES_FROM_OTHER_BRANCHES = {
-    "docs/security-inputs.md",
-    "docs/security-fallback.md",
-    "docs/security-responses.md",
-    "docs/sync-client.md",
-}
-
-
 def test_the_magic_word_table_lists_exactly_the_fakes_words() -> None:
     page = (DOCS / "fake-server.md").read_text(encoding="utf-8")
     table = re.findall(r"^\| `([^`]+)`", page, flags=re.MULTILINE)
@@ -37,7 +29,7 @@ def test_the_readme_points_only_at_pages_that_exist() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`(docs/[\w./-]+\.md)(?:#[\w-]+)?`", readme))
     assert named, "the README names its docs pages"
-    missing = {p for p in named if not (ROOT / p).is_file()} - PAGES_FROM_OTHER_BRANCHES
+    missing = {p for p in named if not (ROOT / p).is_file()}
     assert not missing
     assert (ROOT / "benchmarks" / "README.md").is_file()
 
