@@ -31,7 +31,7 @@ from _common import (
 )
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tupu_async import Hooks, LocalLimiter, RequestEvent
+from tupu_async import Hooks, LocalLimiter, RequestEvent, UnlimitedLimiter
 from tupu_async._limiter import SentHook
 from tupu_async.testing import FakeServerProcess
 
@@ -165,18 +165,26 @@ async def one_round(
     return out
 
 
-async def main(rounds: int, images: int, dump_dir: str | None) -> None:
+async def main(rounds: int, images: int, dump_dir: str | None, unpaced: bool) -> None:
     print(pin_client())
     key = client_key()
     server = fake_server(key, latency=LATENCY, jitter=JITTER)
+    # As in cpu.py: a second, unlimited fake on the same core, driven flat out between rounds.
+    fast = fake_server(key, qps_limit=None) if unpaced else None
     try:
         await warm_up(server, key)
         for r in range(rounds):
+            if fast is not None:
+                async with client_for(fast, key, limiter=UnlimitedLimiter()) as client:
+                    await client.recognize_many(url_images(images))
+                await asyncio.sleep(1.1)
             dump = f"{dump_dir}/round{r}.json" if dump_dir else None
             out = await one_round(server, key, images, dump)
             print(f"round {r}: {out}", flush=True)
     finally:
         server.stop()
+        if fast is not None:
+            fast.stop()
 
 
 if __name__ == "__main__":
@@ -184,6 +192,7 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--images", type=int, default=20000)
     p.add_argument("--dump", default=None, help="directory for per-round JSON of all times")
+    p.add_argument("--unpaced", action="store_true", help="cpu.py's unpaced run between rounds")
     a = p.parse_args()
-    asyncio.run(main(a.rounds, a.images, a.dump))
+    asyncio.run(main(a.rounds, a.images, a.dump, a.unpaced))
     sys.exit(0)
