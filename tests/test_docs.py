@@ -10,6 +10,7 @@ from tupu_async.testing import DOWNLOAD_FAIL_WORD, MAGIC_OUTCOMES
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
+
 # Pages other branches add (issues 9, 10, 12); the README already points at them.
 def test_the_magic_word_table_lists_exactly_the_fakes_words() -> None:
     page = (DOCS / "fake-server.md").read_text(encoding="utf-8")
