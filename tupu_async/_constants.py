@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-__all__ = ["Region"]
+__all__ = ["Region", "Task"]
 
 
 class Region(str, enum.Enum):
@@ -67,14 +67,31 @@ DEFAULT_RESPONSE_MAX_AGE: Final = 600.0
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 USER_AGENT: Final = "tupu-async"
 
-# Well-known task ids.
-TASK_PORN: Final = "54bcfc6c329af61034f7c2fc"
-TASK_VIOLENCE: Final = "5e1d70adeec2874f7318dc52"
-TASK_AD: Final = "56a8645b0c800bff40990cf1"
-TASK_OCR_TEXT: Final = "5e1d634d2809c24f6d909bd3"
-TASK_POLITICAL: Final = "5b7be1f59b0c77a8c2afb351"
-TASK_VULGAR: Final = "5ad37309616505867eeac264"
-TASK_VIOLATION: Final = "5eddb86afaf52c4ca704ea41"
+
+class Task:
+    """The ids of the tasks the docs describe, for ``tasks=`` and ``ImageResult.tasks``.
+
+    Plain ``str`` constants: ``client.recognize_many(urls, tasks=[Task.PORN])``,
+    ``result.tasks[Task.PORN].label == PornLabel.NORMAL``.
+    """
+
+    PORN: Final = "54bcfc6c329af61034f7c2fc"
+    POLITICAL: Final = "5b7be1f59b0c77a8c2afb351"
+    VIOLENCE: Final = "5e1d70adeec2874f7318dc52"
+    OCR_TEXT: Final = "5e1d634d2809c24f6d909bd3"
+    AD: Final = "56a8645b0c800bff40990cf1"
+    VULGAR: Final = "5ad37309616505867eeac264"
+    VIOLATION: Final = "5eddb86afaf52c4ca704ea41"
+
+
+# The same ids as module constants, for code written before ``Task``.
+TASK_PORN: Final = Task.PORN
+TASK_VIOLENCE: Final = Task.VIOLENCE
+TASK_AD: Final = Task.AD
+TASK_OCR_TEXT: Final = Task.OCR_TEXT
+TASK_POLITICAL: Final = Task.POLITICAL
+TASK_VULGAR: Final = Task.VULGAR
+TASK_VIOLATION: Final = Task.VIOLATION
 
 # Image formats the API accepts (docs: png, jpg, jpeg, tif, webp, bmp, gif (static), heif).
 ACCEPTED_FORMATS: Final = frozenset({"jpeg", "png", "bmp", "tiff", "webp", "gif", "heif"})

@@ -11,15 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from ._constants import (
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_POLITICAL,
-    TASK_PORN,
-    TASK_VIOLATION,
-    TASK_VIOLENCE,
-    TASK_VULGAR,
-)
+from ._constants import Task
 
 __all__ = [
     "TASK_LABELS",
@@ -100,36 +92,25 @@ class ViolationLabel(enum.IntEnum):
     RELIGIOUS = 8
 
 
-class TaskId:
-    """The ids of the tasks the docs describe, for ``tasks=`` and ``ImageResult.tasks``.
-
-    Plain ``str`` constants: ``result.tasks[TaskId.PORN].label == PornLabel.NORMAL``.
-    """
-
-    PORN: Final = TASK_PORN
-    POLITICAL: Final = TASK_POLITICAL
-    VIOLENCE: Final = TASK_VIOLENCE
-    OCR_TEXT: Final = TASK_OCR_TEXT
-    AD: Final = TASK_AD
-    VULGAR: Final = TASK_VULGAR
-    VIOLATION: Final = TASK_VIOLATION
+TaskId = Task
+"""The old name of :class:`Task`, kept for code written against 0.1."""
 
 
 TASK_NAMES: Final[dict[str, str]] = {
-    TASK_PORN: "porn",
-    TASK_POLITICAL: "political",
-    TASK_VIOLENCE: "violence",
-    TASK_OCR_TEXT: "ocr_text",
-    TASK_AD: "ad",
-    TASK_VULGAR: "vulgar",
-    TASK_VIOLATION: "violation",
+    Task.PORN: "porn",
+    Task.POLITICAL: "political",
+    Task.VIOLENCE: "violence",
+    Task.OCR_TEXT: "ocr_text",
+    Task.AD: "ad",
+    Task.VULGAR: "vulgar",
+    Task.VIOLATION: "violation",
 }
 """A short name per known task id, as ``ImageResult``'s repr shows it."""
 
 TASK_LABELS: Final[dict[str, type[enum.IntEnum]]] = {
-    TASK_PORN: PornLabel,
-    TASK_POLITICAL: PoliticalLabel,
-    TASK_VIOLATION: ViolationLabel,
+    Task.PORN: PornLabel,
+    Task.POLITICAL: PoliticalLabel,
+    Task.VIOLATION: ViolationLabel,
 }
 """The label enum of each task whose labels the docs name."""
 
