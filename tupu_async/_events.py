@@ -6,21 +6,13 @@ engine down; an exception raised by a hook is logged and swallowed, never lost t
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._logging import logger
 from ._throttle_policy import LimiterBelief
 
 __all__ = ["ClientStats", "Hooks", "Listener", "RequestEvent", "logger"]
-
-logger = logging.getLogger("tupu_async")
-
-_level = os.environ.get("TUPU_LOG", "").strip().lower()
-if _level in ("debug", "info", "warning", "error"):
-    logging.basicConfig()
-    logger.setLevel(_level.upper())
 
 
 @dataclass(frozen=True)

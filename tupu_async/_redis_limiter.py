@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from ._constants import DEFAULT_TIMEOUT
 from ._exceptions import TransportError
 from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
+from ._logging import logger
 from ._redis_clock import RedisClock, monotonic_us
 from ._redis_script import SCRIPT, Reservation, ScriptSettings, ThrottleOutcome
 from ._throttle_policy import DEFAULT_MAX_MARGIN, DEFAULT_RETRY_AFTER_CAP, LimiterBelief
@@ -42,8 +43,6 @@ DEFAULT_SHARED_MARGIN: Final = 0.025
 #: It must exceed a few round trips to Redis so the next booking lands before the last
 #: booked slot is used; 0.25 s covers Redis up to ~80 ms away.
 DEFAULT_LEASE: Final = 0.25
-
-logger = logging.getLogger("tupu_async")
 
 #: Connect timeout of a client the limiter creates itself.
 REDIS_SOCKET_TIMEOUT: Final = 2.0

@@ -12,6 +12,7 @@ billed. Such failures are retried (at-least-once) and counted in
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -224,7 +225,7 @@ class RequestSender:
                 "on_request",
                 RequestEvent(shown, request.image_count, attempt, limiter_wait=waited),
             )
-            if logger.isEnabledFor(10):
+            if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "POST %s (%d images, attempt %d, %d bytes, signature=***)",
                     shown,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .._logging import logger
 from .._types import ImageResult
 from ._output import OutputMode, open_output
 
@@ -230,18 +230,17 @@ def logs_through(console: Console) -> Iterator[None]:
     Log lines (a throttle warning, retries with ``TUPU_LOG=info``) then print above a live
     progress bar instead of tearing it. The level is ``TUPU_LOG`` when set, else WARNING.
     """
-    logger = logging.getLogger("tupu_async")
     handler = RichHandler(
         console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False
     )
     level = os.environ.get("TUPU_LOG", "").strip().upper()
-    saved = (logger.level, logger.propagate)
+    saved = (logger.level, logger.propagate, logger.handlers)
     logger.setLevel(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING")
     logger.propagate = False
-    logger.addHandler(handler)
+    logger.handlers = [handler]
     try:
         yield
     finally:
-        logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+        logger.handlers = saved[2]
