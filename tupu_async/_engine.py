@@ -22,7 +22,7 @@ from ._exceptions import InvalidImageError, TupuError
 from ._images import PreparedImage, display_path
 from ._types import ImageResult
 
-__all__ = ["BatchEngine", "failed_result"]
+__all__ = ["BatchEngine", "failed_batch", "failed_result"]
 
 PrepareFn = Callable[[object, int], Awaitable[PreparedImage]]
 BatchFn = Callable[[Batch], Awaitable[list[ImageResult]]]
@@ -47,6 +47,14 @@ def failed_result(
         error=error,
         sequence_id=sequence_id,
     )
+
+
+def failed_batch(batch: Batch, error: TupuError) -> list[ImageResult]:
+    """One :func:`failed_result` per image of ``batch``, all with ``error``."""
+    return [
+        failed_result(im.index, im.name, error, tag=im.tag, sequence_id=im.sequence_id)
+        for im in batch
+    ]
 
 
 def _input_name(item: object, index: int) -> str:

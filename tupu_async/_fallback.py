@@ -10,19 +10,21 @@ the client's own (deliberately generic) download error added to the message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 import msgspec
 
+from ._address_policy import AllowEntry
 from ._batching import Batch
+from ._constants import MAX_IMAGE_BYTES
 from ._events import logger
 from ._exceptions import IMAGE_ERROR_CODE, ImageError, InvalidImageError
 from ._images import Image, PreparedImage, generated_name
 from ._safe_fetch import DownloadError, SafeFetcher
 from ._types import ImageResult
 
-__all__ = ["MAX_DOWNLOAD_BYTES_RESIZED", "LoadFn", "ResubmitFn", "UrlFallback"]
+__all__ = ["MAX_DOWNLOAD_BYTES_RESIZED", "LoadFn", "ResubmitFn", "UrlFallback", "make_fallback"]
 
 MAX_DOWNLOAD_BYTES_RESIZED = 20 * 1024 * 1024
 """Download cap when a resizer will shrink the content (else the API's 1 MiB)."""
@@ -133,6 +135,19 @@ class UrlFallback:
             new.fallback = True
             replacements[new.index] = new
         return replacements
+
+
+def make_fallback(
+    *, allow_private: Iterable[AllowEntry], load: LoadFn, resized: bool, count: CountFn
+) -> UrlFallback:
+    """A fallback with its own :class:`SafeFetcher`; downloads are capped at the API's
+    image limit, or at :data:`MAX_DOWNLOAD_BYTES_RESIZED` when ``load`` resizes."""
+    return UrlFallback(
+        fetcher=SafeFetcher(allow_private=allow_private),
+        load=load,
+        max_bytes=MAX_DOWNLOAD_BYTES_RESIZED if resized else MAX_IMAGE_BYTES,
+        count=count,
+    )
 
 
 def _with_download_error(result: ImageResult, reason: str) -> ImageResult:
