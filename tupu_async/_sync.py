@@ -13,7 +13,7 @@ from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 import anyio
 import httpx
@@ -300,6 +300,16 @@ class TupuClient(Closing):
                 raise _closed_error(what) from exc
             raise
 
+    def _forward(
+        self,
+        method: Callable[..., Awaitable[T]],
+        arguments: dict[str, Any],
+        **replaced: object,
+    ) -> T:
+        """Call the async client's ``method`` with the calling method's ``arguments``."""
+        arguments = {k: v for k, v in arguments.items() if k != "self"} | replaced
+        return self._call(method.__name__, partial(method, **arguments))
+
     def _call_start(
         self, what: str, fn: Callable[..., Awaitable[object]]
     ) -> tuple[Future[object], _Pump]:
@@ -343,17 +353,7 @@ class TupuClient(Closing):
         transport: Transport = "multipart",
     ) -> RecognitionResponse:
         """Exactly one HTTP request; see ``AsyncTupuClient.recognize``."""
-        return self._call(
-            "recognize",
-            partial(
-                self._client.recognize,
-                images,
-                tasks=tasks,
-                tags=tags,
-                referer=referer,
-                transport=transport,
-            ),
-        )
+        return self._forward(self._client.recognize, locals())
 
     def recognize_many(
         self,
@@ -366,17 +366,7 @@ class TupuClient(Closing):
     ) -> list[ImageResult]:
         """Any number of images, one result per input in input order; see
         ``AsyncTupuClient.recognize_many``. A generator is consumed in a worker thread."""
-        return self._call(
-            "recognize_many",
-            partial(
-                self._client.recognize_many,
-                _source(images),
-                tasks=tasks,
-                tags=tags,
-                referer=referer,
-                transport=transport,
-            ),
-        )
+        return self._forward(self._client.recognize_many, locals(), images=_source(images))
 
     def recognize_one(
         self,
@@ -389,17 +379,7 @@ class TupuClient(Closing):
     ) -> ImageResult:
         """One image; concurrent calls from any threads share requests (see
         ``AsyncTupuClient.recognize_one``)."""
-        return self._call(
-            "recognize_one",
-            partial(
-                self._client.recognize_one,
-                image,
-                tasks=tasks,
-                tag=tag,
-                referer=referer,
-                transport=transport,
-            ),
-        )
+        return self._forward(self._client.recognize_one, locals())
 
     def iter_recognize(
         self,
