@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -79,6 +80,7 @@ def _input_tag(item: object) -> str | None:
     return tag if isinstance(tag, str) and tag == display_path(tag) else None
 
 
+@dataclass(slots=True, eq=False, kw_only=True, repr=False)
 class BatchEngine:
     """Runs one ``recognize_many``/``iter_recognize`` call.
 
@@ -88,20 +90,15 @@ class BatchEngine:
     has stalled.
     """
 
-    def __init__(
-        self,
-        *,
-        prepare: PrepareFn,
-        send_batch: BatchFn,
-        packer: Packer,
-        max_in_flight: int,
-        linger: float,
-    ) -> None:
-        self._prepare = prepare
-        self._send_batch = send_batch
-        self._packer = packer
-        self._window = anyio.Semaphore(max_in_flight)
-        self._linger = linger
+    prepare: PrepareFn
+    send_batch: BatchFn
+    packer: Packer
+    max_in_flight: int
+    linger: float
+    _window: anyio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._window = anyio.Semaphore(self.max_in_flight)
 
     async def run(
         self,
@@ -115,7 +112,7 @@ class BatchEngine:
             else:
                 for index, item in enumerate(images):
                     await self._take(item, index, out, tg)
-            for batch in self._packer.flush():
+            for batch in self.packer.flush():
                 await self._dispatch(batch, out, tg)
 
     async def _run_async(
@@ -137,14 +134,14 @@ class BatchEngine:
         index = 0
         async with receive:
             while True:
-                timeout = self._linger if self._packer.pending else math.inf
+                timeout = self.linger if self.packer.pending else math.inf
                 with anyio.move_on_after(timeout) as scope:
                     try:
                         item = await receive.receive()
                     except anyio.EndOfStream:
                         return
                 if scope.cancelled_caught:
-                    for batch in self._packer.flush():
+                    for batch in self.packer.flush():
                         await self._dispatch(batch, out, tg)
                     continue
                 await self._take(item, index, out, tg)
@@ -158,13 +155,13 @@ class BatchEngine:
         tg: TaskGroup,
     ) -> None:
         try:
-            prepared = await self._prepare(item, index)
+            prepared = await self.prepare(item, index)
         except InvalidImageError as exc:
             await out.send(
                 failed_result(index, _input_name(item, index), exc, tag=_input_tag(item))
             )
             return
-        for batch in self._packer.add(prepared):
+        for batch in self.packer.add(prepared):
             await self._dispatch(batch, out, tg)
 
     async def _dispatch(
@@ -178,7 +175,7 @@ class BatchEngine:
         # holds the engine back instead of piling finished results up in memory.
         try:
             async with out:
-                results = await self._send_batch(batch)
+                results = await self.send_batch(batch)
                 for result in results:
                     await out.send(result)
         finally:

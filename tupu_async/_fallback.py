@@ -11,6 +11,7 @@ the client's own (deliberately generic) download error added to the message.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import anyio
 import msgspec
@@ -37,6 +38,7 @@ ResubmitFn = Callable[[Batch], Awaitable[list[ImageResult]]]
 CountFn = Callable[[int], None]
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class UrlFallback:
     """Replaces the code-14 results of URL batches by downloading and resubmitting them.
 
@@ -45,16 +47,13 @@ class UrlFallback:
     fallback owns ``fetcher``: ``aclose()`` closes it.
     """
 
-    def __init__(
-        self, *, fetcher: SafeFetcher, load: LoadFn, max_bytes: int, count: CountFn
-    ) -> None:
-        self._fetcher = fetcher
-        self._load = load
-        self._max_bytes = max_bytes
-        self._count = count
+    fetcher: SafeFetcher
+    load: LoadFn
+    max_bytes: int
+    count: CountFn
 
     async def aclose(self) -> None:
-        await self._fetcher.aclose()
+        await self.fetcher.aclose()
 
     async def replace_failed(
         self, results: list[ImageResult], batch: Batch, resubmit: ResubmitFn
@@ -92,11 +91,11 @@ class UrlFallback:
     ) -> None:
         assert sent.url is not None
         try:
-            data = await self._fetcher.fetch(sent.url, max_bytes=self._max_bytes)
+            data = await self.fetcher.fetch(sent.url, max_bytes=self.max_bytes)
             image = Image.from_bytes(
                 data, name=sent.name, tag=sent.tag, sequence_id=sent.sequence_id
             )
-            loaded = await self._load(image, sent.index, sent.tag)
+            loaded = await self.load(image, sent.index, sent.tag)
         except (DownloadError, InvalidImageError) as exc:
             failed[sent.index] = str(exc)
             return
@@ -120,7 +119,7 @@ class UrlFallback:
             )
             return {}
         new_batch = [prepared[im.index] for im in to_fetch if im.index in prepared]
-        self._count(len(new_batch))
+        self.count(len(new_batch))
         logger.info(
             "url_fallback: the service could not download %d URL(s); resubmitting %d as "
             "content (%d could not be downloaded by the client either)",
