@@ -1,11 +1,6 @@
-"""The batch engine behind ``recognize_many`` and ``iter_recognize``.
-
-Inputs are pulled lazily, validated (an invalid one becomes its own error result and is
-never sent), packed, and dispatched as requests under a bounded window of requests in
-flight. The window is what bounds memory: input is not read further while it is full,
-and results flow to the caller through a bounded stream, so a slow consumer slows the
-engine down instead of buffering. Every input index yields exactly one result.
-"""
+"""The batch engine behind ``recognize_many`` and ``iter_recognize``: inputs pulled
+lazily, validated, packed and sent with at most ``max_in_flight`` requests in flight.
+Every input index yields exactly one result; memory is bounded by the window."""
 
 from __future__ import annotations
 
@@ -171,8 +166,7 @@ class BatchEngine:
         tg.start_soon(self._run_batch, batch, out.clone())
 
     async def _run_batch(self, batch: Batch, out: MemoryObjectSendStream[ImageResult]) -> None:
-        # The window slot is held until the results are handed over, so a slow consumer
-        # holds the engine back instead of piling finished results up in memory.
+        # The slot is held until the results are handed over: a slow consumer slows us.
         try:
             async with out:
                 results = await self.send_batch(batch)

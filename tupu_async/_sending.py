@@ -1,14 +1,5 @@
-"""The one place an HTTP attempt happens: limiter permit, fresh signature, send, classify,
-back off, retry. Everything above (recognition, batching, libraries) goes through
-:class:`RequestSender`.
-
-Bodies are read as a stream and refused past ``max_response_bytes`` (before anything
-parses or verifies them). A failure after the request reached the service (its body was
-sent, or an answer started) is *ambiguous*: the images may have been processed and
-billed. Such failures are retried (at-least-once) and counted in
-``stats.ambiguous_retries``, or, with ``retry_ambiguous=False``, raised as
-:class:`~tupu_async.AmbiguousFailureError` without a retry.
-"""
+"""``RequestSender``: the one place an HTTP attempt happens (permit, signature, send,
+classify, back off, retry). Design notes: ``docs/design-client.md``."""
 
 from __future__ import annotations
 
@@ -142,6 +133,10 @@ class RequestSender:
     with jitter (honouring ``Retry-After``); a 429 is reported to the shared limiter and
     re-sent in its next free slot (after a capped Retry-After, if any).
     Fatal errors and errors still failing after ``policy.max_retries`` are raised.
+    Bodies over ``max_response_bytes`` are refused unread. A failure after the request
+    reached the service is *ambiguous* (it may have been processed and billed): retried
+    and counted in ``stats.ambiguous_retries``, or with ``retry_ambiguous=False`` raised
+    as ``AmbiguousFailureError``.
     The limiter is told each request's real send time only when the transport fires
     httpcore's body-sent trace event; otherwise (a custom transport) it counts the permit
     time, and ``stats.send_time_source`` says ``"permit"``.

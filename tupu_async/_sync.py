@@ -318,8 +318,6 @@ class TupuClient(Closing):
         future, started = self._portal.start_task(fn)
         return future, cast("_Pump", started)
 
-    # ---------------------------------------------------------------- properties
-
     secret_id = _Forwarded[str]("The secret id requests are signed for.")
     base_url = _Forwarded[str]("The API host requests go to.")
     stats = _Forwarded[ClientStats]("A snapshot of the counters (``AsyncTupuClient.stats``).")
@@ -340,8 +338,6 @@ class TupuClient(Closing):
 
     def __repr__(self) -> str:
         return f"TupuClient(secret_id={self.secret_id!r}, base_url={self.base_url!r})"
-
-    # ------------------------------------------------------------ public calls
 
     def recognize(
         self,
