@@ -230,6 +230,7 @@ class TupuClient(Closing):
         warm_connections: int | None = None,
         backend: str = "asyncio",
     ) -> None:
+        # Every AsyncTupuClient argument, by name (a test keeps the two signatures in step).
         arguments = {k: v for k, v in locals().items() if k not in ("self", "backend")}
         _refuse_inside_event_loop("__init__")
         make = partial(AsyncTupuClient, **arguments)
