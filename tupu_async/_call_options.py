@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._batching import Batch
+from ._constants import MAX_BASE64_BODY_BYTES
 from ._exceptions import InvalidImageError
 from ._images import Image
 from ._requests import PreparedRequest, Transport, build_recognition_request
@@ -47,6 +48,28 @@ class CallOptions:
         return build_recognition_request(
             secret_id, batch, tasks=self.tasks, referer=self.referer, transport=self.transport
         )
+
+    def build_one(self, secret_id: str, batch: Batch) -> PreparedRequest:
+        """The request ``recognize`` sends for all of ``batch``; ``ValueError`` when the API
+        would refuse it (kinds mixed, a repeated ``sequence_id``, base64 body over 30 MiB)."""
+        if len({p.is_url for p in batch}) > 1:
+            raise ValueError(
+                "recognize got URL and content images together, which the API forbids in one "
+                "request: send them separately, or use recognize_many, which splits them"
+            )
+        seq = [p.sequence_id for p in batch if p.sequence_id is not None]
+        if len(seq) != len(set(seq)):
+            raise ValueError(
+                "a sequence_id may appear only once per request (the API requires "
+                "frames of one sequence to be unique per request): use recognize_many"
+            )
+        request = self.build(secret_id, batch)
+        if self.by_position(batch) and request.static_size + 1024 > MAX_BASE64_BODY_BYTES:
+            raise ValueError(
+                "these images make a base64 body over the API's 30 MiB limit: send fewer per "
+                "request, or use recognize_many, which packs by size"
+            )
+        return request
 
     def by_position(self, batch: Batch) -> bool:
         """Whether the answer to ``batch`` maps to it by position (it carries no names)."""

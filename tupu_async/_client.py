@@ -350,23 +350,7 @@ class AsyncTupuClient:
             await self._images.prepare(item, i, tags_, options.transport)
             for i, item in enumerate(images)
         ]
-        if len({p.is_url for p in prepared}) > 1:
-            raise ValueError(
-                "recognize got URL and content images together, which the API forbids in one "
-                "request: send them separately, or use recognize_many, which splits them"
-            )
-        seq = [p.sequence_id for p in prepared if p.sequence_id is not None]
-        if len(seq) != len(set(seq)):
-            raise ValueError(
-                "a sequence_id may appear only once per request (the API requires "
-                "frames of one sequence to be unique per request): use recognize_many"
-            )
-        request = options.build(self.secret_id, prepared)
-        if options.by_position(prepared) and request.static_size + 1024 > MAX_BASE64_BODY_BYTES:
-            raise ValueError(
-                "these images make a base64 body over the API's 30 MiB limit: send fewer per "
-                "request, or use recognize_many, which packs by size"
-            )
+        request = options.build_one(self.secret_id, prepared)
         response = await self._sender.send(request, self._parse_recognition)
         response.images = regroup(response, prepared, by_position=options.by_position(prepared))
         return response
