@@ -9,6 +9,7 @@ body limit. Images keep their relative order within each kind.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from ._constants import MAX_BASE64_BODY_BYTES, MAX_IMAGES_PER_REQUEST
 from ._images import PreparedImage
@@ -19,15 +20,14 @@ __all__ = ["Batch", "Packer", "pack"]
 Batch = list[PreparedImage]
 
 
+@dataclass(slots=True)
 class _Open:
-    __slots__ = ("bytes", "images", "sequence_ids")
-
-    def __init__(self) -> None:
-        self.images: Batch = []
-        self.bytes = BASE64_BODY_OVERHEAD
-        self.sequence_ids: set[str] = set()
+    images: Batch = field(default_factory=list)
+    bytes: int = BASE64_BODY_OVERHEAD
+    sequence_ids: set[str] = field(default_factory=set)
 
 
+@dataclass(slots=True, kw_only=True)
 class Packer:
     """Accumulates images and hands out full batches as soon as they fill.
 
@@ -35,19 +35,14 @@ class Packer:
     whatever is still open. One open batch per kind (URL / content).
     """
 
-    def __init__(
-        self,
-        *,
-        max_images: int = MAX_IMAGES_PER_REQUEST,
-        transport: Transport = "multipart",
-        max_body_bytes: int = MAX_BASE64_BODY_BYTES,
-    ) -> None:
-        if max_images < 1:
+    max_images: int = MAX_IMAGES_PER_REQUEST
+    transport: Transport = "multipart"
+    max_body_bytes: int = MAX_BASE64_BODY_BYTES
+    _open: dict[bool, _Open] = field(init=False, default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_images < 1:
             raise ValueError("max_images_per_request must be at least 1")
-        self.max_images = max_images
-        self.transport = transport
-        self.max_body_bytes = max_body_bytes
-        self._open: dict[bool, _Open] = {}
 
     @property
     def pending(self) -> int:

@@ -1,77 +1,71 @@
 """Coalescing concurrent single-image calls into shared requests (``recognize_one``).
 
-Callers with the same request options join one pending group; the group is sent when it
-holds ``max_images`` images or when its oldest caller has waited ``linger`` seconds,
-whichever comes first. A lone caller is therefore delayed by at most ``linger``. A
-caller cancelled before its group is sent is taken out of it; one cancelled after
-simply stops waiting (the request still serves the others).
-
-Bounded: at most ``max_in_flight`` requests are sent at once (a full group waits for a
-free slot, growing to ``max_images`` meanwhile), and at most ``(max_in_flight + 1) *
-max_images`` callers are admitted at once; further callers wait in ``submit`` (FIFO)
-until one leaves. Background tasks: one flush loop per pending option set, plus one
-per request in flight.
+Callers with the same :class:`CallOptions` (and images of the same kind) join one pending
+group; the group is sent when it holds ``max_images`` images or when its oldest caller has
+waited ``linger`` seconds, whichever comes first. A caller cancelled before its group is
+sent leaves it; one cancelled after stops waiting (the request still serves the others).
+At most ``max_in_flight`` requests are sent at once, and at most ``(max_in_flight + 1) *
+max_images`` callers are admitted at once (the rest wait, FIFO).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import anyio
 
 from ._batching import Batch, pack
+from ._call_options import CallOptions
 from ._images import PreparedImage
-from ._requests import Transport
 from ._types import ImageResult
 
 __all__ = ["Coalescer"]
 
-BatchFn = Callable[[Batch, Hashable], Awaitable[list[ImageResult]]]
+BatchFn = Callable[[Batch, CallOptions], Awaitable[list[ImageResult]]]
 SpawnFn = Callable[..., None]
+_Key = tuple[CallOptions, bool]
+"""A group's options, and whether its images are URLs (a request never mixes kinds)."""
 
 
+@dataclass(slots=True, eq=False)
 class _Waiter:
-    __slots__ = ("arrived", "done", "error", "image", "result", "sent")
-
-    def __init__(self, image: PreparedImage) -> None:
-        self.image = image
-        self.arrived = time.monotonic()
-        self.done = anyio.Event()
-        self.result: ImageResult | None = None
-        self.error: BaseException | None = None
-        self.sent = False
+    image: PreparedImage
+    arrived: float = field(default_factory=time.monotonic)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: ImageResult | None = None
+    error: BaseException | None = None
+    sent: bool = False
 
 
+@dataclass(slots=True, eq=False)
 class _Group:
-    __slots__ = ("full", "waiters")
-
-    def __init__(self) -> None:
-        self.waiters: list[_Waiter] = []
-        self.full = anyio.Event()
+    waiters: list[_Waiter] = field(default_factory=list)
+    full: anyio.Event = field(default_factory=anyio.Event)
 
 
+@dataclass(slots=True, eq=False, kw_only=True, repr=False)
 class Coalescer:
-    """Shares requests between concurrent single-image callers. See the module docstring."""
+    """Shares requests between concurrent single-image callers (see the module docstring).
 
-    def __init__(
-        self,
-        *,
-        send_batch: BatchFn,
-        spawn: SpawnFn,
-        max_images: int,
-        linger: float,
-        transport_of: Callable[[Hashable], Transport],
-        max_in_flight: int,
-    ) -> None:
-        self._send_batch = send_batch
-        self._spawn = spawn
-        self._max = max_images
-        self._linger = linger
-        self._transport_of = transport_of
-        self._groups: dict[Hashable, _Group] = {}
-        self._slots = anyio.Semaphore(max_in_flight)
-        self.max_admitted = (max_in_flight + 1) * max_images
+    ``send_batch(batch, options)`` performs one request and returns one result per image,
+    raising only fatal errors; ``spawn(fn, *args)`` starts a background task.
+    """
+
+    send_batch: BatchFn
+    spawn: SpawnFn
+    max_images: int
+    linger: float
+    max_in_flight: int
+    max_admitted: int = field(init=False)
+    _groups: dict[_Key, _Group] = field(init=False, default_factory=dict)
+    _slots: anyio.Semaphore = field(init=False)
+    _admission: anyio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = anyio.Semaphore(self.max_in_flight)
+        self.max_admitted = (self.max_in_flight + 1) * self.max_images
         self._admission = anyio.Semaphore(self.max_admitted)
 
     @property
@@ -84,15 +78,16 @@ class Coalescer:
         """Hold it from before the caller prepares its image until its result is back."""
         return self._admission
 
-    async def submit(self, key: Hashable, image: PreparedImage) -> ImageResult:
+    async def submit(self, options: CallOptions, image: PreparedImage) -> ImageResult:
         """The result for ``image``; call it holding :attr:`admission`."""
         waiter = _Waiter(image)
+        key = (options, image.is_url)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
-            self._spawn(self._flush_loop, key, group)
+            self.spawn(self._flush_loop, key, group)
         group.waiters.append(waiter)
-        if len(group.waiters) >= self._max:
+        if len(group.waiters) >= self.max_images:
             group.full.set()
         try:
             await waiter.done.wait()
@@ -105,24 +100,24 @@ class Coalescer:
         assert waiter.result is not None
         return waiter.result
 
-    async def _flush_loop(self, key: Hashable, group: _Group) -> None:
+    async def _flush_loop(self, key: _Key, group: _Group) -> None:
         try:
             while group.waiters:
-                if len(group.waiters) < self._max:
-                    deadline = group.waiters[0].arrived + self._linger
+                if len(group.waiters) < self.max_images:
+                    deadline = group.waiters[0].arrived + self.linger
                     with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
                         await group.full.wait()
                 group.full = anyio.Event()
                 await self._slots.acquire()
-                taken = group.waiters[: self._max]
-                del group.waiters[: self._max]
-                if len(group.waiters) >= self._max:
+                taken = group.waiters[: self.max_images]
+                del group.waiters[: self.max_images]
+                if len(group.waiters) >= self.max_images:
                     group.full.set()
                 for w in taken:
                     w.sent = True
                 if taken:
                     try:
-                        self._spawn(self._run, key, taken)
+                        self.spawn(self._run, key, taken)
                     except BaseException:
                         self._slots.release()
                         for w in taken:
@@ -139,20 +134,20 @@ class Coalescer:
                     w.error = anyio.get_cancelled_exc_class()()
                     w.done.set()
 
-    async def _run(self, key: Hashable, waiters: list[_Waiter]) -> None:
+    async def _run(self, key: _Key, waiters: list[_Waiter]) -> None:
         try:
             await self._send(key, waiters)
         finally:
             self._slots.release()
 
-    async def _send(self, key: Hashable, waiters: list[_Waiter]) -> None:
+    async def _send(self, key: _Key, waiters: list[_Waiter]) -> None:
         for position, w in enumerate(waiters):
             w.image.index = position
         try:
-            for batch in pack(
-                (w.image for w in waiters), max_images=self._max, transport=self._transport_of(key)
-            ):
-                results = await self._send_batch(batch, key)
+            options = key[0]
+            images = (w.image for w in waiters)
+            for batch in pack(images, max_images=self.max_images, transport=options.transport):
+                results = await self.send_batch(batch, options)
                 for result in results:
                     w = waiters[result.index]
                     result.index = 0

@@ -1,16 +1,12 @@
-"""The batch engine behind ``recognize_many`` and ``iter_recognize``.
-
-Inputs are pulled lazily, validated (an invalid one becomes its own error result and is
-never sent), packed, and dispatched as requests under a bounded window of requests in
-flight. The window is what bounds memory: input is not read further while it is full,
-and results flow to the caller through a bounded stream, so a slow consumer slows the
-engine down instead of buffering. Every input index yields exactly one result.
-"""
+"""The batch engine behind ``recognize_many`` and ``iter_recognize``: inputs pulled
+lazily, validated, packed and sent with at most ``max_in_flight`` requests in flight.
+Every input index yields exactly one result; memory is bounded by the window."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -22,7 +18,7 @@ from ._exceptions import InvalidImageError, TupuError
 from ._images import PreparedImage, display_path
 from ._types import ImageResult
 
-__all__ = ["BatchEngine", "failed_result"]
+__all__ = ["BatchEngine", "failed_batch", "failed_result"]
 
 PrepareFn = Callable[[object, int], Awaitable[PreparedImage]]
 BatchFn = Callable[[Batch], Awaitable[list[ImageResult]]]
@@ -49,6 +45,14 @@ def failed_result(
     )
 
 
+def failed_batch(batch: Batch, error: TupuError) -> list[ImageResult]:
+    """One :func:`failed_result` per image of ``batch``, all with ``error``."""
+    return [
+        failed_result(im.index, im.name, error, tag=im.tag, sequence_id=im.sequence_id)
+        for im in batch
+    ]
+
+
 def _input_name(item: object, index: int) -> str:
     """The name a failed input's result reports; never raises, whatever ``item`` is."""
     try:
@@ -71,6 +75,7 @@ def _input_tag(item: object) -> str | None:
     return tag if isinstance(tag, str) and tag == display_path(tag) else None
 
 
+@dataclass(slots=True, eq=False, kw_only=True, repr=False)
 class BatchEngine:
     """Runs one ``recognize_many``/``iter_recognize`` call.
 
@@ -80,20 +85,15 @@ class BatchEngine:
     has stalled.
     """
 
-    def __init__(
-        self,
-        *,
-        prepare: PrepareFn,
-        send_batch: BatchFn,
-        packer: Packer,
-        max_in_flight: int,
-        linger: float,
-    ) -> None:
-        self._prepare = prepare
-        self._send_batch = send_batch
-        self._packer = packer
-        self._window = anyio.Semaphore(max_in_flight)
-        self._linger = linger
+    prepare: PrepareFn
+    send_batch: BatchFn
+    packer: Packer
+    max_in_flight: int
+    linger: float
+    _window: anyio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._window = anyio.Semaphore(self.max_in_flight)
 
     async def run(
         self,
@@ -107,7 +107,7 @@ class BatchEngine:
             else:
                 for index, item in enumerate(images):
                     await self._take(item, index, out, tg)
-            for batch in self._packer.flush():
+            for batch in self.packer.flush():
                 await self._dispatch(batch, out, tg)
 
     async def _run_async(
@@ -129,14 +129,14 @@ class BatchEngine:
         index = 0
         async with receive:
             while True:
-                timeout = self._linger if self._packer.pending else math.inf
+                timeout = self.linger if self.packer.pending else math.inf
                 with anyio.move_on_after(timeout) as scope:
                     try:
                         item = await receive.receive()
                     except anyio.EndOfStream:
                         return
                 if scope.cancelled_caught:
-                    for batch in self._packer.flush():
+                    for batch in self.packer.flush():
                         await self._dispatch(batch, out, tg)
                     continue
                 await self._take(item, index, out, tg)
@@ -150,13 +150,13 @@ class BatchEngine:
         tg: TaskGroup,
     ) -> None:
         try:
-            prepared = await self._prepare(item, index)
+            prepared = await self.prepare(item, index)
         except InvalidImageError as exc:
             await out.send(
                 failed_result(index, _input_name(item, index), exc, tag=_input_tag(item))
             )
             return
-        for batch in self._packer.add(prepared):
+        for batch in self.packer.add(prepared):
             await self._dispatch(batch, out, tg)
 
     async def _dispatch(
@@ -166,11 +166,10 @@ class BatchEngine:
         tg.start_soon(self._run_batch, batch, out.clone())
 
     async def _run_batch(self, batch: Batch, out: MemoryObjectSendStream[ImageResult]) -> None:
-        # The window slot is held until the results are handed over, so a slow consumer
-        # holds the engine back instead of piling finished results up in memory.
+        # The slot is held until the results are handed over: a slow consumer slows us.
         try:
             async with out:
-                results = await self._send_batch(batch)
+                results = await self.send_batch(batch)
                 for result in results:
                     await out.send(result)
         finally:

@@ -7,7 +7,8 @@ engine down; an exception raised by a hook is logged and swallowed, never lost t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from ._logging import logger
 from ._throttle_policy import LimiterBelief
@@ -90,18 +91,12 @@ class ClientStats:
     limiter: LimiterBelief | None = None
     """What the limiter believes (rate, margin, throttles by cause), when it can say."""
 
+    send_time_source: Literal["trace", "permit"] | None = None
+    """What the limiter's send-time correction uses: ``"trace"`` (the real send time, from
+    httpcore trace events) or ``"permit"`` (the transport reports no such event, e.g. a
+    custom transport: permit times count); None before any response or without a limiter
+    that asks for send times."""
+
     def snapshot(self) -> ClientStats:
-        return ClientStats(
-            requests=self.requests,
-            responses=self.responses,
-            images=self.images,
-            retries=self.retries,
-            ambiguous_retries=self.ambiguous_retries,
-            ambiguous_failures=self.ambiguous_failures,
-            throttles=self.throttles,
-            failures=self.failures,
-            in_flight=self.in_flight,
-            fallbacks=self.fallbacks,
-            status_codes=dict(self.status_codes),
-            limiter=self.limiter,
-        )
+        """An independent copy: later counting changes neither it nor the client."""
+        return replace(self, status_codes=dict(self.status_codes))

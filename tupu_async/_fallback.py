@@ -10,19 +10,22 @@ the client's own (deliberately generic) download error added to the message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import anyio
 import msgspec
 
+from ._address_policy import AllowEntry
 from ._batching import Batch
+from ._constants import MAX_IMAGE_BYTES
 from ._events import logger
 from ._exceptions import IMAGE_ERROR_CODE, ImageError, InvalidImageError
 from ._images import Image, PreparedImage, generated_name
 from ._safe_fetch import DownloadError, SafeFetcher
 from ._types import ImageResult
 
-__all__ = ["MAX_DOWNLOAD_BYTES_RESIZED", "LoadFn", "ResubmitFn", "UrlFallback"]
+__all__ = ["MAX_DOWNLOAD_BYTES_RESIZED", "LoadFn", "ResubmitFn", "UrlFallback", "make_fallback"]
 
 MAX_DOWNLOAD_BYTES_RESIZED = 20 * 1024 * 1024
 """Download cap when a resizer will shrink the content (else the API's 1 MiB)."""
@@ -35,6 +38,7 @@ ResubmitFn = Callable[[Batch], Awaitable[list[ImageResult]]]
 CountFn = Callable[[int], None]
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class UrlFallback:
     """Replaces the code-14 results of URL batches by downloading and resubmitting them.
 
@@ -43,16 +47,13 @@ class UrlFallback:
     fallback owns ``fetcher``: ``aclose()`` closes it.
     """
 
-    def __init__(
-        self, *, fetcher: SafeFetcher, load: LoadFn, max_bytes: int, count: CountFn
-    ) -> None:
-        self._fetcher = fetcher
-        self._load = load
-        self._max_bytes = max_bytes
-        self._count = count
+    fetcher: SafeFetcher
+    load: LoadFn
+    max_bytes: int
+    count: CountFn
 
     async def aclose(self) -> None:
-        await self._fetcher.aclose()
+        await self.fetcher.aclose()
 
     async def replace_failed(
         self, results: list[ImageResult], batch: Batch, resubmit: ResubmitFn
@@ -90,11 +91,11 @@ class UrlFallback:
     ) -> None:
         assert sent.url is not None
         try:
-            data = await self._fetcher.fetch(sent.url, max_bytes=self._max_bytes)
+            data = await self.fetcher.fetch(sent.url, max_bytes=self.max_bytes)
             image = Image.from_bytes(
                 data, name=sent.name, tag=sent.tag, sequence_id=sent.sequence_id
             )
-            loaded = await self._load(image, sent.index, sent.tag)
+            loaded = await self.load(image, sent.index, sent.tag)
         except (DownloadError, InvalidImageError) as exc:
             failed[sent.index] = str(exc)
             return
@@ -118,7 +119,7 @@ class UrlFallback:
             )
             return {}
         new_batch = [prepared[im.index] for im in to_fetch if im.index in prepared]
-        self._count(len(new_batch))
+        self.count(len(new_batch))
         logger.info(
             "url_fallback: the service could not download %d URL(s); resubmitting %d as "
             "content (%d could not be downloaded by the client either)",
@@ -133,6 +134,19 @@ class UrlFallback:
             new.fallback = True
             replacements[new.index] = new
         return replacements
+
+
+def make_fallback(
+    *, allow_private: Iterable[AllowEntry], load: LoadFn, resized: bool, count: CountFn
+) -> UrlFallback:
+    """A fallback with its own :class:`SafeFetcher`; downloads are capped at the API's
+    image limit, or at :data:`MAX_DOWNLOAD_BYTES_RESIZED` when ``load`` resizes."""
+    return UrlFallback(
+        fetcher=SafeFetcher(allow_private=allow_private),
+        load=load,
+        max_bytes=MAX_DOWNLOAD_BYTES_RESIZED if resized else MAX_IMAGE_BYTES,
+        count=count,
+    )
 
 
 def _with_download_error(result: ImageResult, reason: str) -> ImageResult:

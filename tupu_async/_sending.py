@@ -1,20 +1,13 @@
-"""The one place an HTTP attempt happens: limiter permit, fresh signature, send, classify,
-back off, retry. Everything above (recognition, batching, libraries) goes through
-:class:`RequestSender`.
-
-Bodies are read as a stream and refused past ``max_response_bytes`` (before anything
-parses or verifies them). A failure after the request reached the service (its body was
-sent, or an answer started) is *ambiguous*: the images may have been processed and
-billed. Such failures are retried (at-least-once) and counted in
-``stats.ambiguous_retries``, or, with ``retry_ambiguous=False``, raised as
-:class:`~tupu_async.AmbiguousFailureError` without a retry.
-"""
+"""``RequestSender``: the one place an HTTP attempt happens (permit, signature, send,
+classify, back off, retry). Design notes: ``docs/design-client.md``."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -72,16 +65,14 @@ def raise_for_transient_status(response: httpx.Response) -> None:
         )
 
 
+@dataclass(slots=True)
 class _Attempt:
     """What one attempt got to: tracing seen, request body sent, response status received."""
 
-    __slots__ = ("body_sent", "mark_sent", "status", "traced")
-
-    def __init__(self, mark_sent: SentHook | None) -> None:
-        self.mark_sent = mark_sent
-        self.traced = False
-        self.body_sent = False
-        self.status: int | None = None
+    mark_sent: SentHook | None
+    traced: bool = False
+    body_sent: bool = False
+    status: int | None = None
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
         self.traced = True
@@ -142,7 +133,13 @@ class RequestSender:
     with jitter (honouring ``Retry-After``); a 429 is reported to the shared limiter and
     re-sent in its next free slot (after a capped Retry-After, if any).
     Fatal errors and errors still failing after ``policy.max_retries`` are raised.
-    See the module docstring for body caps and ambiguous failures.
+    Bodies over ``max_response_bytes`` are refused unread. A failure after the request
+    reached the service is *ambiguous* (it may have been processed and billed): retried
+    and counted in ``stats.ambiguous_retries``, or with ``retry_ambiguous=False`` raised
+    as ``AmbiguousFailureError``.
+    The limiter is told each request's real send time only when the transport fires
+    httpcore's body-sent trace event; otherwise (a custom transport) it counts the permit
+    time, and ``stats.send_time_source`` says ``"permit"``.
     """
 
     def __init__(
@@ -199,6 +196,7 @@ class RequestSender:
         url = self._base_url + request.path
         # Logs and hook events name the endpoint, not the secret id inside its path.
         shown = request.path.replace(self._signer.secret_id, "<secretId>")
+        event = partial(RequestEvent, shown, request.image_count)
         headers = self._headers_for(request.content_type)
         stats = self.stats
         attempt = failures = throttles = 0
@@ -221,10 +219,7 @@ class RequestSender:
             body = request.body(signed)
             stats.requests += 1
             stats.in_flight += 1
-            self._emit(
-                "on_request",
-                RequestEvent(shown, request.image_count, attempt, limiter_wait=waited),
-            )
+            self._emit("on_request", event(attempt, limiter_wait=waited))
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "POST %s (%d images, attempt %d, %d bytes, signature=***)",
@@ -235,30 +230,21 @@ class RequestSender:
                 )
             started = time.monotonic()
             status: int | None = None
-            error: TupuError
+            error: TupuError | None = None
             progress = _Attempt(mark_sent)
             try:
                 response = await self._exchange(url, body, headers, progress)
-            except httpx.HTTPError as exc:
-                error = classify_httpx_error(exc)
-                status = progress.status
-            except ResponseTooLargeError as exc:
-                error = exc
+            except (httpx.HTTPError, ResponseTooLargeError) as exc:
+                error = exc if isinstance(exc, TupuError) else classify_httpx_error(exc)
                 status = progress.status
             except BaseException as exc:  # cancelled while in flight
+                elapsed = time.monotonic() - started
                 self._emit(
-                    "on_cancel",
-                    RequestEvent(
-                        shown,
-                        request.image_count,
-                        attempt,
-                        elapsed=time.monotonic() - started,
-                        error=exc,
-                        limiter_wait=waited,
-                    ),
+                    "on_cancel", event(attempt, elapsed=elapsed, error=exc, limiter_wait=waited)
                 )
                 raise
             else:
+                self._note_send_time(progress)
                 status = response.status_code
                 stats.responses += 1
                 stats.status_codes[status] = stats.status_codes.get(status, 0) + 1
@@ -269,50 +255,20 @@ class RequestSender:
                 else:
                     stats.images += request.image_count
                     self._limiter.on_success()
-                    self._emit(
-                        "on_response",
-                        RequestEvent(
-                            shown,
-                            request.image_count,
-                            attempt,
-                            status,
-                            time.monotonic() - started,
-                            limiter_wait=waited,
-                            tupu_code=_tupu_code(result),
-                        ),
-                    )
-                    return result
             finally:
                 stats.in_flight -= 1
             elapsed = time.monotonic() - started
+            tupu_code = _tupu_code(result if error is None else error)
             self._emit(
                 "on_response",
-                RequestEvent(
-                    shown,
-                    request.image_count,
-                    attempt,
-                    status,
-                    elapsed,
-                    error,
-                    limiter_wait=waited,
-                    tupu_code=_tupu_code(error),
-                ),
+                event(attempt, status, elapsed, error, limiter_wait=waited, tupu_code=tupu_code),
             )
+            if error is None:
+                return result
             retry_after = getattr(error, "retry_after", None)
             if isinstance(error, RateLimitError):
                 stats.throttles += 1
-                self._emit(
-                    "on_throttle",
-                    RequestEvent(
-                        shown,
-                        request.image_count,
-                        attempt,
-                        status,
-                        elapsed,
-                        error,
-                        retry_after,
-                    ),
-                )
+                self._emit("on_throttle", event(attempt, status, elapsed, error, retry_after))
                 logger.warning(
                     "throttled by Tupu (HTTP 429, Retry-After %s); the limiter adapts",
                     "none" if retry_after is None else f"{retry_after:g}s",
@@ -353,10 +309,7 @@ class RequestSender:
             stats.retries += 1
             if ambiguous:
                 stats.ambiguous_retries += 1
-            self._emit(
-                "on_retry",
-                RequestEvent(shown, request.image_count, attempt, status, elapsed, error, delay),
-            )
+            self._emit("on_retry", event(attempt, status, elapsed, error, delay))
             logger.info(
                 "retrying %s in %.2fs (%s %d of %d): %s",
                 shown,
@@ -368,6 +321,21 @@ class RequestSender:
             )
             await anyio.sleep(delay)
             attempt += 1
+
+    def _note_send_time(self, progress: _Attempt) -> None:
+        """Record whether the limiter got this attempt's real send time (``"trace"``) or,
+        the transport having reported no body-sent trace event, its permit time."""
+        if progress.mark_sent is None:
+            return
+        if progress.body_sent:
+            self.stats.send_time_source = "trace"
+            return
+        if self.stats.send_time_source != "permit":
+            logger.debug(
+                "the HTTP transport reports no request-sent trace event: the limiter counts "
+                "permit times instead of send times"
+            )
+        self.stats.send_time_source = "permit"
 
     async def _exchange(
         self, url: str, body: bytes, headers: dict[str, str], progress: _Attempt

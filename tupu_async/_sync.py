@@ -1,10 +1,5 @@
-"""``TupuClient``: the synchronous client, a thin facade over ``AsyncTupuClient``.
-
-One event loop runs in a background thread (an anyio blocking portal) and owns one
-``AsyncTupuClient``; every blocking call is handed to that loop. The limiter, packing,
-coalescing and retries are therefore the async client's own code, and every thread that
-shares one ``TupuClient`` draws from one QPS budget.
-"""
+"""``TupuClient``: the synchronous client, a facade over one ``AsyncTupuClient`` that runs
+on an event loop in a background thread (an anyio blocking portal)."""
 
 from __future__ import annotations
 
@@ -18,8 +13,7 @@ from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from functools import partial
-from types import TracebackType
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import anyio
 import httpx
@@ -30,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 
 from ._address_policy import AllowEntry
 from ._client import AsyncTupuClient
+from ._closing import Closing
 from ._constants import (
     DEFAULT_BATCH_LINGER,
     DEFAULT_MAX_IN_FLIGHT,
@@ -137,6 +132,10 @@ class _Cancellable(Generic[T]):
                 portal.call(scope.cancel)
 
 
+def _closed_error(what: str) -> ClientClosedError:
+    return ClientClosedError(f"TupuClient.{what} on a closed client: create a new TupuClient")
+
+
 _Pump = tuple[anyio.CancelScope, MemoryObjectReceiveStream[ImageResult]]
 
 
@@ -165,7 +164,30 @@ def _shut_down(
             portal_cm.__exit__(None, None, None)
 
 
-class TupuClient:
+class _Forwarded(Generic[T]):
+    """A read-only attribute read from the wrapped ``AsyncTupuClient``'s one of that name."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Forwarded[T]: ...
+    @overload
+    def __get__(self, obj: TupuClient, owner: type | None = None) -> T: ...
+    def __get__(self, obj: TupuClient | None, owner: type | None = None) -> T | _Forwarded[T]:
+        if obj is None:
+            return self
+        return cast("T", getattr(obj._client, self.name))
+
+    def __set__(self, obj: TupuClient, value: T) -> None:
+        raise AttributeError(f"TupuClient.{self.name} is read-only")
+
+
+class TupuClient(Closing):
     """The synchronous client: the constructor and results of ``AsyncTupuClient``.
 
     For threaded code (Django, Flask, Celery, scripts); use it as a context manager or
@@ -208,33 +230,10 @@ class TupuClient:
         warm_connections: int | None = None,
         backend: str = "asyncio",
     ) -> None:
+        # Every AsyncTupuClient argument, by name (a test keeps the two signatures in step).
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "backend")}
         _refuse_inside_event_loop("__init__")
-        make = partial(
-            AsyncTupuClient,
-            secret_id,
-            private_key,
-            region=region,
-            base_url=base_url,
-            tupu_public_key=tupu_public_key,
-            verify_signature=verify_signature,
-            qps=qps,
-            max_images_per_request=max_images_per_request,
-            max_retries=max_retries,
-            timeout=timeout,
-            http_client=http_client,
-            batch_linger=batch_linger,
-            max_in_flight=max_in_flight,
-            limiter=limiter,
-            retry_policy=retry_policy,
-            hooks=hooks,
-            resize=resize,
-            url_fallback=url_fallback,
-            fallback_allow_private=fallback_allow_private,
-            response_max_age=response_max_age,
-            max_response_bytes=max_response_bytes,
-            retry_ambiguous=retry_ambiguous,
-            warm_connections=warm_connections,
-        )
+        make = partial(AsyncTupuClient, **arguments)
         self._lock = threading.Lock()
         self._closed = False
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal(
@@ -257,19 +256,6 @@ class TupuClient:
             self, _shut_down, self._client_cm, portal, self._portal_cm, self._loop_thread
         )
 
-    # ----------------------------------------------------------------- lifetimes
-
-    def __enter__(self) -> TupuClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         """Cancel work in flight, close connections, stop the background loop. Idempotent.
 
@@ -287,12 +273,13 @@ class TupuClient:
         """Whether the client was closed (by :meth:`close`, or at interpreter exit)."""
         return self._closed or not self._finalizer.alive
 
-    def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+    def _check_open(self, what: str) -> None:
         _refuse_inside_event_loop(what)
         if self.closed:
-            raise ClientClosedError(
-                f"TupuClient.{what} on a closed client: create a new TupuClient"
-            )
+            raise _closed_error(what)
+
+    def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        self._check_open(what)
         call = _Cancellable(fn)
         future: Future[T | None] | None = None
         try:
@@ -311,49 +298,32 @@ class TupuClient:
             ) from None
         except RuntimeError as exc:
             if self.closed:  # the portal stopped under this call
-                raise ClientClosedError(
-                    f"TupuClient.{what} on a closed client: create a new TupuClient"
-                ) from exc
+                raise _closed_error(what) from exc
             raise
+
+    def _forward(
+        self,
+        method: Callable[..., Awaitable[T]],
+        arguments: dict[str, Any],
+        **replaced: object,
+    ) -> T:
+        """Call the async client's ``method`` with the calling method's ``arguments``."""
+        arguments = {k: v for k, v in arguments.items() if k != "self"} | replaced
+        return self._call(method.__name__, partial(method, **arguments))
 
     def _call_start(
         self, what: str, fn: Callable[..., Awaitable[object]]
     ) -> tuple[Future[object], _Pump]:
         """Start ``fn`` as a task on the loop; its ``task_status.started`` value too."""
-        _refuse_inside_event_loop(what)
-        if self.closed:
-            raise ClientClosedError(
-                f"TupuClient.{what} on a closed client: create a new TupuClient"
-            )
+        self._check_open(what)
         future, started = self._portal.start_task(fn)
         return future, cast("_Pump", started)
 
-    # ---------------------------------------------------------------- properties
-
-    @property
-    def secret_id(self) -> str:
-        """The secret id requests are signed for."""
-        return self._client.secret_id
-
-    @property
-    def base_url(self) -> str:
-        """The API host requests go to."""
-        return self._client.base_url
-
-    @property
-    def stats(self) -> ClientStats:
-        """A snapshot of the counters (see ``AsyncTupuClient.stats``)."""
-        return self._client.stats
-
-    @property
-    def hooks(self) -> Hooks:
-        """The event hooks (see ``AsyncTupuClient``)."""
-        return self._client.hooks
-
-    @property
-    def limiter(self) -> RateLimiter:
-        """The rate limiter every thread's requests share."""
-        return self._client.limiter
+    secret_id = _Forwarded[str]("The secret id requests are signed for.")
+    base_url = _Forwarded[str]("The API host requests go to.")
+    stats = _Forwarded[ClientStats]("A snapshot of the counters (``AsyncTupuClient.stats``).")
+    hooks = _Forwarded[Hooks]("The event hooks (see ``AsyncTupuClient``).")
+    limiter = _Forwarded[RateLimiter]("The rate limiter every thread's requests share.")
 
     @property
     def async_client(self) -> AsyncTupuClient:
@@ -370,8 +340,6 @@ class TupuClient:
     def __repr__(self) -> str:
         return f"TupuClient(secret_id={self.secret_id!r}, base_url={self.base_url!r})"
 
-    # ------------------------------------------------------------ public calls
-
     def recognize(
         self,
         images: Sequence[ImageInput],
@@ -382,17 +350,7 @@ class TupuClient:
         transport: Transport = "multipart",
     ) -> RecognitionResponse:
         """Exactly one HTTP request; see ``AsyncTupuClient.recognize``."""
-        return self._call(
-            "recognize",
-            partial(
-                self._client.recognize,
-                images,
-                tasks=tasks,
-                tags=tags,
-                referer=referer,
-                transport=transport,
-            ),
-        )
+        return self._forward(self._client.recognize, locals())
 
     def recognize_many(
         self,
@@ -405,17 +363,7 @@ class TupuClient:
     ) -> list[ImageResult]:
         """Any number of images, one result per input in input order; see
         ``AsyncTupuClient.recognize_many``. A generator is consumed in a worker thread."""
-        return self._call(
-            "recognize_many",
-            partial(
-                self._client.recognize_many,
-                _source(images),
-                tasks=tasks,
-                tags=tags,
-                referer=referer,
-                transport=transport,
-            ),
-        )
+        return self._forward(self._client.recognize_many, locals(), images=_source(images))
 
     def recognize_one(
         self,
@@ -428,17 +376,7 @@ class TupuClient:
     ) -> ImageResult:
         """One image; concurrent calls from any threads share requests (see
         ``AsyncTupuClient.recognize_one``)."""
-        return self._call(
-            "recognize_one",
-            partial(
-                self._client.recognize_one,
-                image,
-                tasks=tasks,
-                tag=tag,
-                referer=referer,
-                transport=transport,
-            ),
-        )
+        return self._forward(self._client.recognize_one, locals())
 
     def iter_recognize(
         self,
