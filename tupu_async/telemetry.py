@@ -19,11 +19,11 @@ import contextvars
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Final
 
-from . import __version__
 from ._client import AsyncTupuClient
 from ._events import RequestEvent
 from ._exceptions import TupuError
 from ._sync import TupuClient
+from ._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
