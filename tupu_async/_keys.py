@@ -9,6 +9,7 @@ import os
 from importlib import resources
 from typing import Union
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
@@ -80,7 +81,7 @@ def load_private_key(source: KeySource | RSAPrivateKey) -> RSAPrivateKey:
             "the private key is encrypted with a passphrase: decrypt it first, e.g. "
             "`openssl rsa -in key.pem -out key-plain.pem`"
         ) from None
-    except (ValueError, Exception):
+    except (ValueError, UnsupportedAlgorithm):
         raise KeyLoadError(
             "the private key could not be parsed: expected an unencrypted RSA private key in PEM "
             "form (PKCS#1 'BEGIN RSA PRIVATE KEY' or PKCS#8 'BEGIN PRIVATE KEY')"
@@ -99,11 +100,8 @@ def load_public_key(source: KeySource | RSAPublicKey) -> RSAPublicKey:
         return source
     data = _read_pem(source, "public key")
     try:
-        if b"BEGIN RSA PUBLIC KEY" in data:
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = serialization.load_pem_public_key(data)
-    except Exception:
+        key = serialization.load_pem_public_key(data)  # SPKI and PKCS#1 alike
+    except (ValueError, UnsupportedAlgorithm):
         if b"PRIVATE KEY" in data:
             raise KeyLoadError(
                 "a private key was given where the Tupu public key is expected: pass the Tupu "
