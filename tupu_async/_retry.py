@@ -40,7 +40,7 @@ __all__ = [
 #: How many times one request is re-sent after HTTP 429 (apart from ``max_retries``).
 DEFAULT_MAX_THROTTLE_RETRIES: Final = 10
 #: The longest Retry-After honoured, in seconds: a larger value (or a date far ahead) is
-#: treated as this, so a misbehaving proxy cannot park a whole run for hours.
+#: treated as this.
 MAX_RETRY_AFTER: Final = 60.0
 # Backoff doubles per attempt up to backoff_max; past this exponent 2**n is no longer finite.
 _MAX_EXPONENT: Final = 1023  # 2.0**1023 is the largest power of two a float holds

@@ -1,9 +1,7 @@
 """Request signing: RSA PKCS#1 v1.5 over SHA-256 of ``secretId,timestamp,nonce``, base64.
 
-The service rebuilds the signed message from the field values it receives, so the
-strings signed are exactly the strings sent: the timestamp is integer Unix seconds and
-the nonce a fixed-point decimal in [0, 1) (never scientific notation, a pitfall that cost
-the Java SDK real authentication failures).
+The strings signed are exactly the strings sent: the timestamp is integer Unix seconds
+and the nonce a fixed-point decimal in [0, 1), never in scientific notation.
 """
 
 from __future__ import annotations
@@ -37,10 +35,7 @@ class SignedFields(NamedTuple):
 
 
 def make_nonce() -> str:
-    """A fresh nonce: ``0.`` and 16 random digits (fixed point, never ``1e-05``).
-
-    Drawn from the OS's CSPRNG, so forked worker processes never repeat each other's nonces.
-    """
+    """A fresh nonce from the OS's CSPRNG: ``0.`` and 16 random digits (never ``1e-05``)."""
     return f"0.{secrets.randbelow(10**16):016d}"
 
 
