@@ -6,6 +6,7 @@ Key material never appears in a ``repr``, a log line or an exception message.
 from __future__ import annotations
 
 import os
+import pathlib
 from importlib import resources
 from typing import Union
 
@@ -39,7 +40,7 @@ def _read_pem(source: KeySource, what: str) -> bytes:
         if _PEM_MARKER not in data and "\n" not in source and len(source) < 4096:
             # A str that is not PEM is taken as a path, so both spellings work.
             if os.path.exists(source):
-                return _read_pem(_as_path(source), what)
+                return _read_pem(pathlib.Path(source), what)
             raise KeyLoadError(
                 f"the {what} is neither PEM text nor the path of an existing file: pass "
                 f"pathlib.Path('key.pem') or the text starting with '-----BEGIN'"
@@ -50,12 +51,6 @@ def _read_pem(source: KeySource, what: str) -> bytes:
     raise KeyLoadError(
         f"the {what} must be a path, PEM str or PEM bytes, not {type(source).__name__}"
     )
-
-
-def _as_path(text: str) -> os.PathLike[str]:
-    import pathlib
-
-    return pathlib.Path(text)
 
 
 def load_private_key(source: KeySource | RSAPrivateKey) -> RSAPrivateKey:

@@ -200,9 +200,7 @@ class RetryPolicy:
         """Seconds to wait before retrying after the failed attempt ``attempt`` (0-based)."""
         ceiling = self.backoff_ceiling(attempt)
         backoff = self.rng.uniform(0.0, ceiling) if self.jitter else ceiling
-        if retry_after is None or math.isnan(retry_after):
-            return backoff
-        return max(backoff, min(max(retry_after, 0.0), self.retry_after_max))
+        return max(backoff, self.throttle_delay(retry_after))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -11,10 +11,12 @@ import secrets
 import time
 from typing import NamedTuple
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from ._exceptions import KeyLoadError
 from ._keys import KeySource, load_private_key
 
 __all__ = ["SignedFields", "Signer", "make_nonce", "sign_message", "verify_signature"]
@@ -46,8 +48,6 @@ def sign_message(key: RSAPrivateKey, message: bytes) -> str:
 
 def verify_signature(key: RSAPublicKey, message: bytes, signature_b64: str) -> bool:
     """True when ``signature_b64`` is a valid signature of ``message`` by ``key``."""
-    from cryptography.exceptions import InvalidSignature
-
     try:
         sig = base64.b64decode(signature_b64, validate=True)
     except (ValueError, TypeError):
@@ -66,8 +66,6 @@ class Signer:
 
     def __init__(self, secret_id: str, private_key: KeySource | RSAPrivateKey) -> None:
         if not isinstance(secret_id, str) or not secret_id.strip():
-            from ._exceptions import KeyLoadError
-
             raise KeyLoadError("secret_id is empty: pass the secretId Tupu gave you")
         self.secret_id = secret_id
         self._key = load_private_key(private_key)

@@ -6,14 +6,12 @@ Every field the API may omit has a default, so older and newer responses both de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from ._exceptions import TupuError
 from ._labels import TASK_NAMES, RiskType, Suggestion, label_name
-
-if TYPE_CHECKING:
-    from ._exceptions import TupuError
 
 __all__ = [
     "AdFile",
