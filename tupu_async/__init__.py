@@ -12,7 +12,7 @@ a secret id under its QPS limit while packing images ten to a request::
 """
 
 from ._client import AsyncTupuClient
-from ._constants import Region
+from ._constants import Region, Task
 from ._envelope import verify_envelope
 from ._events import ClientStats, Hooks, RequestEvent
 from ._exceptions import (
@@ -37,6 +37,7 @@ from ._exceptions import (
     TupuError,
 )
 from ._images import Image, ImageInput
+from ._keys import KeySource
 from ._labels import PoliticalLabel, PornLabel, RiskType, Suggestion, TaskId, ViolationLabel
 from ._libraries import Libraries
 from ._library_types import (
@@ -47,7 +48,9 @@ from ._library_types import (
     LibraryType,
 )
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
+from ._public import rehome as _rehome
 from ._redis_limiter import RedisLimiter
+from ._requests import Transport
 from ._retry import RetryPolicy
 from ._sync import BlockingCallError, TupuClient
 from ._sync_libraries import SyncLibraries
@@ -73,9 +76,8 @@ from ._types import (
     ViolenceFile,
     VulgarFile,
 )
+from ._version import __version__
 from ._zip import ZipLimits
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIError",
@@ -100,6 +102,7 @@ __all__ = [
     "InvalidImageError",
     "InvalidInputError",
     "KeyLoadError",
+    "KeySource",
     "Libraries",
     "LibraryImage",
     "LibraryItemOutcome",
@@ -132,10 +135,12 @@ __all__ = [
     "Suggestion",
     "SummaryItem",
     "SyncLibraries",
+    "Task",
     "TaskFile",
     "TaskId",
     "TaskResult",
     "TopNCount",
+    "Transport",
     "TransportError",
     "TupuClient",
     "TupuError",
@@ -148,3 +153,5 @@ __all__ = [
     "__version__",
     "verify_envelope",
 ]
+
+_rehome(globals(), __all__, __name__)  # as httpx does: errors and reprs say tupu_async.X

@@ -57,13 +57,10 @@ DEFAULT_MAX_RETRIES: Final = 3
 DEFAULT_BATCH_LINGER: Final = 0.005
 DEFAULT_BACKOFF_BASE: Final = 0.25
 DEFAULT_BACKOFF_MAX: Final = 8.0
-# Requests in flight at once: enough to hold 50 req/s against 1-2 s of server latency.
+# Requests in flight at once.
 DEFAULT_MAX_IN_FLIGHT: Final = 128
-# A signed response older (or newer) than this, by the local clock, is refused. Generous
-# on purpose: it must exceed any clock skew the service itself accepts in requests plus
-# the time a request can take with retries; replays inside it are caught by the cache.
+# A signed response older (or newer) than this, by the local clock, is refused.
 DEFAULT_RESPONSE_MAX_AGE: Final = 600.0
-# Recognition answers are a few KiB per image; library listings are the largest answers.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 USER_AGENT: Final = "tupu-async"
 

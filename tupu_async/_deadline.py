@@ -1,9 +1,8 @@
 """A total deadline for one request attempt, on top of httpx's per-operation timeouts.
 
-httpx's read timeout bounds each read, not the answer: a server, proxy or man in the
-middle sending one byte just inside it would hold an attempt open for days. The whole
-exchange (upload, response headers and body) gets ``DEADLINE_FACTOR`` times the longest
-configured timeout; past it the attempt fails like a read timeout and is retried as one.
+The whole exchange (upload, response headers and body) gets ``DEADLINE_FACTOR`` times the
+longest configured timeout; past it the attempt fails like a read timeout and is retried
+as one.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ import httpx
 __all__ = ["DEADLINE_FACTOR", "attempt_deadline", "bounded_attempt"]
 
 DEADLINE_FACTOR: Final = 10
-"""The deadline is this many times the longest timeout: 300 s for the default 30 s,
-room for a 10-image upload at well under 1 Mbit/s."""
+"""The deadline is this many times the longest timeout (300 s for the default 30 s)."""
 
 
 def attempt_deadline(timeout: httpx.Timeout) -> float | None:

@@ -13,7 +13,7 @@ TupuError
 └── APIError                                the service answered with an error
     ├── AuthenticationError                 codes 1, 6, 8, 9 (fatal)
     │   └── ClockSkewError                  code 12: the local clock is off
-    ├── ConfigurationError                  codes 2, 4, 5, 7, 10, 11, 13 (fatal)
+    ├── ConfigurationError                  codes 2-5, 7, 10, 11, 13 (fatal)
     ├── RateLimitError                      HTTP 429 / throttling
     ├── ServerError                         HTTP 5xx, codes 100 and 101
     └── ImageError                          code 14, per image
@@ -150,7 +150,7 @@ class ClockSkewError(AuthenticationError):
 
 
 class ConfigurationError(APIError):
-    """The request names something the account cannot use (codes 2, 4, 5, 7, 10, 11, 13). Fatal."""
+    """The request cannot be served as configured (codes 2-5, 7, 10, 11, 13). Fatal."""
 
 
 class RateLimitError(APIError):
@@ -165,57 +165,58 @@ class ImageError(APIError):
     """Code 14 for one image: it could not be downloaded, was missing or was too large."""
 
 
-_CODE_HINTS: dict[int, tuple[type[APIError], str]] = {
-    1: (
-        AuthenticationError,
-        "authentication failed: check that secret_id matches the private key "
-        "whose public key you uploaded to Tupu",
-    ),
-    2: (
-        ConfigurationError,
-        "model id error: the model behind this secret id is unknown; contact Tupu",
-    ),
-    3: (ConfigurationError, "no file: the request carried no image"),
-    4: (ConfigurationError, "API version error: upgrade tupu-async or check base_url"),
-    5: (ConfigurationError, "API version deprecated: upgrade tupu-async or check base_url"),
-    6: (AuthenticationError, "secretId error: check the secret_id you passed"),
-    7: (
-        ConfigurationError,
-        "task not allowed for this secretId: remove the task id from tasks= "
-        "or ask Tupu to enable it",
-    ),
-    8: (
-        AuthenticationError,
-        "secretId status abnormal: the account is suspended or expired; contact Tupu",
-    ),
-    9: (
-        AuthenticationError,
-        "no certificate: upload the public key matching your private key in the Tupu console",
-    ),
-    10: (ConfigurationError, "pipe id error: check secret_id and base_url"),
-    11: (
-        ConfigurationError,
-        "callback parameter missing: this secret id expects a callback configuration",
-    ),
-    12: (
-        ClockSkewError,
-        "timestamp error: the local clock is off; synchronise it (e.g. with NTP) and retry",
-    ),
-    13: (
-        ConfigurationError,
-        "no task configured or all tasks closed for this secret id: enable "
-        "tasks in the Tupu console",
-    ),
-    14: (
-        ImageError,
-        "image error: the image could not be downloaded, was not found or is too large",
-    ),
-    100: (ServerError, "Tupu server error; retried automatically"),
-    101: (ServerError, "unknown Tupu error; retried automatically"),
+_CODE_CLASSES: dict[type[APIError], tuple[int, ...]] = {
+    AuthenticationError: (1, 6, 8, 9),
+    ClockSkewError: (12,),
+    ConfigurationError: (2, 3, 4, 5, 7, 10, 11, 13),
+    ImageError: (14,),
+    ServerError: (100, 101),
+}
+_CODE_HINTS: dict[int, str] = {
+    1: "authentication failed: check that secret_id matches the private key whose public key "
+    "you uploaded to Tupu",
+    2: "model id error: the model behind this secret id is unknown; contact Tupu",
+    3: "no file: the request carried no image",
+    4: "API version error: upgrade tupu-async or check base_url",
+    5: "API version deprecated: upgrade tupu-async or check base_url",
+    6: "secretId error: check the secret_id you passed",
+    7: "task not allowed for this secretId: remove the task id from tasks= or ask Tupu to "
+    "enable it",
+    8: "secretId status abnormal: the account is suspended or expired; contact Tupu",
+    9: "no certificate: upload the public key matching your private key in the Tupu console",
+    10: "pipe id error: check secret_id and base_url",
+    11: "callback parameter missing: this secret id expects a callback configuration",
+    12: "timestamp error: the local clock is off; synchronise it (e.g. with NTP) and retry",
+    13: "no task configured or all tasks closed for this secret id: enable tasks in the Tupu "
+    "console",
+    14: "image error: the image could not be downloaded, was not found or is too large",
+    100: "Tupu server error; retried automatically",
+    101: "unknown Tupu error; retried automatically",
+}
+_CODE_CLASS: dict[int, type[APIError]] = {
+    code: cls for cls, codes in _CODE_CLASSES.items() for code in codes
 }
 
-FATAL_CODES: frozenset[int] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
-RETRYABLE_CODES: frozenset[int] = frozenset({100, 101})
+_FATAL: tuple[type[TupuError], ...] = (
+    AuthenticationError,
+    ConfigurationError,
+    SignatureVerificationError,
+    KeyLoadError,
+    ClientClosedError,
+)
+_RETRYABLE: tuple[type[TupuError], ...] = (
+    TransportError,
+    RateLimitError,
+    ServerError,
+    MalformedResponseError,
+)
+
+FATAL_CODES: frozenset[int] = frozenset(
+    c for c, cls in _CODE_CLASS.items() if issubclass(cls, _FATAL)
+)
+RETRYABLE_CODES: frozenset[int] = frozenset(
+    c for c, cls in _CODE_CLASS.items() if issubclass(cls, _RETRYABLE)
+)
 IMAGE_ERROR_CODE = 14
 
 
@@ -227,7 +228,8 @@ def error_for_code(
     request_id: str | None = None,
 ) -> APIError:
     """Build the error for a non-zero Tupu status code, with a message that says what to do."""
-    cls, hint = _CODE_HINTS.get(code, (APIError, "unexpected status code"))
+    cls = _CODE_CLASS.get(code, APIError)
+    hint = _CODE_HINTS.get(code, "unexpected status code")
     text = f"Tupu code {code} ({message or 'no message'}): {hint}"
     if request_id:
         text += f" [requestId {request_id}]"
@@ -267,18 +269,9 @@ def error_for_http_status(
 
 def is_fatal(exc: BaseException) -> bool:
     """True for errors that must stop a whole batch run at once (never retried)."""
-    return isinstance(
-        exc,
-        (
-            AuthenticationError,
-            ConfigurationError,
-            SignatureVerificationError,
-            KeyLoadError,
-            ClientClosedError,
-        ),
-    )
+    return isinstance(exc, _FATAL)
 
 
 def is_retryable(exc: BaseException) -> bool:
     """True for transient faults worth another attempt."""
-    return isinstance(exc, (TransportError, RateLimitError, ServerError, MalformedResponseError))
+    return isinstance(exc, _RETRYABLE)

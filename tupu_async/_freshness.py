@@ -1,11 +1,8 @@
 """Freshness of signed responses: refuse stale answers and replays of accepted ones.
 
-A valid signature proves Tupu wrote a response, not that it answers this request: the
-default hosts are plain http, so anyone on the path can replay an earlier answer. The
-service is not documented to echo the request's nonce, so nothing here relies on it.
-Instead a response must carry a ``timestamp`` within ``max_age`` of the local clock, and
-a :class:`ReplayGuard` remembers every response it accepted while its timestamp is inside
-that window: seeing one again (same timestamp, nonce and signed text) is a replay.
+A response must carry a ``timestamp`` within ``max_age`` of the local clock, and a
+:class:`ReplayGuard` refuses one it accepted before (same timestamp, nonce and signed
+text) while that timestamp is inside the window.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ Key material never appears in a ``repr``, a log line or an exception message.
 from __future__ import annotations
 
 import os
+import pathlib
 from importlib import resources
 from typing import Union
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
@@ -38,7 +40,7 @@ def _read_pem(source: KeySource, what: str) -> bytes:
         if _PEM_MARKER not in data and "\n" not in source and len(source) < 4096:
             # A str that is not PEM is taken as a path, so both spellings work.
             if os.path.exists(source):
-                return _read_pem(_as_path(source), what)
+                return _read_pem(pathlib.Path(source), what)
             raise KeyLoadError(
                 f"the {what} is neither PEM text nor the path of an existing file: pass "
                 f"pathlib.Path('key.pem') or the text starting with '-----BEGIN'"
@@ -49,12 +51,6 @@ def _read_pem(source: KeySource, what: str) -> bytes:
     raise KeyLoadError(
         f"the {what} must be a path, PEM str or PEM bytes, not {type(source).__name__}"
     )
-
-
-def _as_path(text: str) -> os.PathLike[str]:
-    import pathlib
-
-    return pathlib.Path(text)
 
 
 def load_private_key(source: KeySource | RSAPrivateKey) -> RSAPrivateKey:
@@ -80,7 +76,7 @@ def load_private_key(source: KeySource | RSAPrivateKey) -> RSAPrivateKey:
             "the private key is encrypted with a passphrase: decrypt it first, e.g. "
             "`openssl rsa -in key.pem -out key-plain.pem`"
         ) from None
-    except (ValueError, Exception):
+    except (ValueError, UnsupportedAlgorithm):
         raise KeyLoadError(
             "the private key could not be parsed: expected an unencrypted RSA private key in PEM "
             "form (PKCS#1 'BEGIN RSA PRIVATE KEY' or PKCS#8 'BEGIN PRIVATE KEY')"
@@ -99,11 +95,8 @@ def load_public_key(source: KeySource | RSAPublicKey) -> RSAPublicKey:
         return source
     data = _read_pem(source, "public key")
     try:
-        if b"BEGIN RSA PUBLIC KEY" in data:
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = serialization.load_pem_public_key(data)
-    except Exception:
+        key = serialization.load_pem_public_key(data)  # SPKI and PKCS#1 alike
+    except (ValueError, UnsupportedAlgorithm):
         if b"PRIVATE KEY" in data:
             raise KeyLoadError(
                 "a private key was given where the Tupu public key is expected: pass the Tupu "

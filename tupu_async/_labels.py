@@ -1,9 +1,8 @@
 """Names for the integers the API answers with: suggestions, risk types, task labels.
 
-Every enum here is an ``IntEnum``, so a member equals the wire integer
-(``Suggestion.BLOCK == 1``) and encodes as that integer. Results decode plain ints
-(msgspec's fastest path) and ``as_suggestion``/``as_risk_type`` convert them with one
-dict lookup; a value the docs do not list stays a plain ``int``.
+Every enum here is an ``IntEnum``: a member equals the wire integer
+(``Suggestion.BLOCK == 1``) and encodes as that integer. ``as_suggestion`` and
+``as_risk_type`` convert a decoded int; a value the docs do not list stays a plain ``int``.
 """
 
 from __future__ import annotations

@@ -40,12 +40,103 @@ __all__ = [
 #: How many times one request is re-sent after HTTP 429 (apart from ``max_retries``).
 DEFAULT_MAX_THROTTLE_RETRIES: Final = 10
 #: The longest Retry-After honoured, in seconds: a larger value (or a date far ahead) is
-#: treated as this, so a misbehaving proxy cannot park a whole run for hours.
+#: treated as this.
 MAX_RETRY_AFTER: Final = 60.0
 # Backoff doubles per attempt up to backoff_max; past this exponent 2**n is no longer finite.
 _MAX_EXPONENT: Final = 1023  # 2.0**1023 is the largest power of two a float holds
 _DELTA_SECONDS = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 _EXCERPT_CHARS: Final = 200
+
+
+# httpx's failures, most specific first: the error each becomes and what its message says.
+_HTTPX_ERRORS: Final[
+    tuple[tuple[type[Exception] | tuple[type[Exception], ...], type[TupuError], str], ...]
+] = (
+    (
+        httpx.ConnectTimeout,
+        TransportError,
+        "timed out connecting to {target} {detail}: check the network, proxy settings "
+        "and region/base_url; raise timeout= if the link is slow",
+    ),
+    (
+        httpx.ReadTimeout,
+        TransportError,
+        "{target} did not answer within the read timeout {detail}: the service is slow "
+        "or overloaded; it is retried automatically, raise timeout= if it persists",
+    ),
+    (
+        httpx.WriteTimeout,
+        TransportError,
+        "timed out sending the request to {target} {detail}: the upload is too slow "
+        "for the timeout; check bandwidth, send smaller images or raise timeout=",
+    ),
+    (
+        httpx.PoolTimeout,
+        TransportError,
+        "no free connection to {target} within the pool timeout {detail}: more requests "
+        "are in flight than the connection pool allows; raise the httpx pool limits "
+        "or the timeout",
+    ),
+    (
+        httpx.TimeoutException,
+        TransportError,
+        "request to {target} timed out {detail}: raise timeout=",
+    ),
+    (
+        httpx.ConnectError,
+        TransportError,
+        "could not connect to {target} {detail}: check the network, DNS, proxy "
+        "settings and region/base_url",
+    ),
+    (
+        (httpx.ReadError, httpx.WriteError, httpx.CloseError),
+        TransportError,
+        "the connection to {target} broke {detail}: it is retried automatically; "
+        "if it persists, check the network or proxy between you and Tupu",
+    ),
+    (
+        httpx.RemoteProtocolError,
+        TransportError,
+        "{target} closed the connection or sent a malformed HTTP response {detail}: "
+        "it is retried automatically; if it persists, a proxy between you and Tupu "
+        "may be interfering",
+    ),
+    (
+        httpx.ProxyError,
+        TransportError,
+        "the proxy failed the request to {target} {detail}: check the proxy settings "
+        "(HTTP_PROXY/HTTPS_PROXY or the proxy of your http_client)",
+    ),
+    (
+        httpx.UnsupportedProtocol,
+        ConfigurationError,
+        "cannot send to {target} {detail}: base_url must start with http:// or https://",
+    ),
+    (
+        httpx.TooManyRedirects,
+        ConfigurationError,
+        "{target} kept redirecting {detail}: the Tupu API does not redirect, so "
+        "base_url points somewhere else; check base_url",
+    ),
+    (
+        httpx.DecodingError,
+        MalformedResponseError,
+        "the response from {target} could not be decoded {detail}: its "
+        "Content-Encoding is broken; it is retried automatically",
+    ),
+    (
+        httpx.LocalProtocolError,
+        TupuError,
+        "httpx refused to send an invalid request to {target} {detail}: this is a "
+        "bug in tupu-async; please report it",
+    ),
+    (
+        Exception,
+        TransportError,
+        "the request to {target} failed {detail}: it is retried automatically; "
+        "check the network if it persists",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -109,9 +200,7 @@ class RetryPolicy:
         """Seconds to wait before retrying after the failed attempt ``attempt`` (0-based)."""
         ceiling = self.backoff_ceiling(attempt)
         backoff = self.rng.uniform(0.0, ceiling) if self.jitter else ceiling
-        if retry_after is None or math.isnan(retry_after):
-            return backoff
-        return max(backoff, min(max(retry_after, 0.0), self.retry_after_max))
+        return max(backoff, self.throttle_delay(retry_after))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -169,74 +258,11 @@ def classify_httpx_error(exc: httpx.HTTPError) -> TupuError:
     error: TupuError
     if isinstance(exc, httpx.HTTPStatusError):
         error = _status_error(exc)
-    elif isinstance(exc, httpx.ConnectTimeout):
-        error = TransportError(
-            f"timed out connecting to {target} {detail}: check the network, proxy settings "
-            f"and region/base_url; raise timeout= if the link is slow"
-        )
-    elif isinstance(exc, httpx.ReadTimeout):
-        error = TransportError(
-            f"{target} did not answer within the read timeout {detail}: the service is slow "
-            f"or overloaded; it is retried automatically, raise timeout= if it persists"
-        )
-    elif isinstance(exc, httpx.WriteTimeout):
-        error = TransportError(
-            f"timed out sending the request to {target} {detail}: the upload is too slow "
-            f"for the timeout; check bandwidth, send smaller images or raise timeout="
-        )
-    elif isinstance(exc, httpx.PoolTimeout):
-        error = TransportError(
-            f"no free connection to {target} within the pool timeout {detail}: more requests "
-            f"are in flight than the connection pool allows; raise the httpx pool limits "
-            f"or the timeout"
-        )
-    elif isinstance(exc, httpx.TimeoutException):
-        error = TransportError(f"request to {target} timed out {detail}: raise timeout=")
-    elif isinstance(exc, httpx.ConnectError):
-        error = TransportError(
-            f"could not connect to {target} {detail}: check the network, DNS, proxy "
-            f"settings and region/base_url"
-        )
-    elif isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError)):
-        error = TransportError(
-            f"the connection to {target} broke {detail}: it is retried automatically; "
-            f"if it persists, check the network or proxy between you and Tupu"
-        )
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        error = TransportError(
-            f"{target} closed the connection or sent a malformed HTTP response {detail}: "
-            f"it is retried automatically; if it persists, a proxy between you and Tupu "
-            f"may be interfering"
-        )
-    elif isinstance(exc, httpx.ProxyError):
-        error = TransportError(
-            f"the proxy failed the request to {target} {detail}: check the proxy settings "
-            f"(HTTP_PROXY/HTTPS_PROXY or the proxy of your http_client)"
-        )
-    elif isinstance(exc, httpx.UnsupportedProtocol):
-        error = ConfigurationError(
-            f"cannot send to {target} {detail}: base_url must start with http:// or https://"
-        )
-    elif isinstance(exc, httpx.TooManyRedirects):
-        error = ConfigurationError(
-            f"{target} kept redirecting {detail}: the Tupu API does not redirect, so "
-            f"base_url points somewhere else; check base_url"
-        )
-    elif isinstance(exc, httpx.DecodingError):
-        error = MalformedResponseError(
-            f"the response from {target} could not be decoded {detail}: its "
-            f"Content-Encoding is broken; it is retried automatically"
-        )
-    elif isinstance(exc, httpx.LocalProtocolError):
-        error = TupuError(
-            f"httpx refused to send an invalid request to {target} {detail}: this is a "
-            f"bug in tupu-async; please report it"
-        )
     else:
-        error = TransportError(
-            f"the request to {target} failed {detail}: it is retried automatically; "
-            f"check the network if it persists"
+        kind, template = next(
+            (kind, template) for types, kind, template in _HTTPX_ERRORS if isinstance(exc, types)
         )
+        error = kind(template.format(target=target, detail=detail))
     error.__cause__ = exc
     return error
 

@@ -1,9 +1,7 @@
 """Request signing: RSA PKCS#1 v1.5 over SHA-256 of ``secretId,timestamp,nonce``, base64.
 
-The service rebuilds the signed message from the field values it receives, so the
-strings signed are exactly the strings sent: the timestamp is integer Unix seconds and
-the nonce a fixed-point decimal in [0, 1) (never scientific notation, a pitfall that cost
-the Java SDK real authentication failures).
+The strings signed are exactly the strings sent: the timestamp is integer Unix seconds
+and the nonce a fixed-point decimal in [0, 1), never in scientific notation.
 """
 
 from __future__ import annotations
@@ -13,10 +11,12 @@ import secrets
 import time
 from typing import NamedTuple
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from ._exceptions import KeyLoadError
 from ._keys import KeySource, load_private_key
 
 __all__ = ["SignedFields", "Signer", "make_nonce", "sign_message", "verify_signature"]
@@ -37,10 +37,7 @@ class SignedFields(NamedTuple):
 
 
 def make_nonce() -> str:
-    """A fresh nonce: ``0.`` and 16 random digits (fixed point, never ``1e-05``).
-
-    Drawn from the OS's CSPRNG, so forked worker processes never repeat each other's nonces.
-    """
+    """A fresh nonce from the OS's CSPRNG: ``0.`` and 16 random digits (never ``1e-05``)."""
     return f"0.{secrets.randbelow(10**16):016d}"
 
 
@@ -51,8 +48,6 @@ def sign_message(key: RSAPrivateKey, message: bytes) -> str:
 
 def verify_signature(key: RSAPublicKey, message: bytes, signature_b64: str) -> bool:
     """True when ``signature_b64`` is a valid signature of ``message`` by ``key``."""
-    from cryptography.exceptions import InvalidSignature
-
     try:
         sig = base64.b64decode(signature_b64, validate=True)
     except (ValueError, TypeError):
@@ -71,8 +66,6 @@ class Signer:
 
     def __init__(self, secret_id: str, private_key: KeySource | RSAPrivateKey) -> None:
         if not isinstance(secret_id, str) or not secret_id.strip():
-            from ._exceptions import KeyLoadError
-
             raise KeyLoadError("secret_id is empty: pass the secretId Tupu gave you")
         self.secret_id = secret_id
         self._key = load_private_key(private_key)

@@ -6,14 +6,12 @@ Every field the API may omit has a default, so older and newer responses both de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from ._exceptions import TupuError
 from ._labels import TASK_NAMES, RiskType, Suggestion, label_name
-
-if TYPE_CHECKING:
-    from ._exceptions import TupuError
 
 __all__ = [
     "AdFile",
@@ -41,12 +39,8 @@ __all__ = [
 class _Wire(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, gc=False):
     """Base of every wire struct: camelCase on the wire, defaults omitted when encoding.
 
-    ``gc=False``: these hold only scalars, lists and other wire structs, never a cycle,
-    so the garbage collector need not track them; their sequences are tuples, which it
-    stops tracking too. A ``recognize_many`` of 20,000 images kept ~400,000 tracked
-    objects alive (21 per result), and the client's full collections over them stalled
-    its event loop for ~250 ms (measured); now it is 2 per result. ``ImageResult`` stays
-    tracked: it holds an exception, whose traceback can lead back to it.
+    Untracked by the garbage collector (``gc=False``), so a subclass must never hold a
+    reference cycle: only scalars, tuples, lists and other wire structs.
     """
 
 

@@ -19,11 +19,11 @@ import contextvars
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Final
 
-from . import __version__
 from ._client import AsyncTupuClient
 from ._events import RequestEvent
 from ._exceptions import TupuError
 from ._sync import TupuClient
+from ._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -42,6 +42,12 @@ METRICS: Final = {
 """The instruments recorded, by name."""
 
 _DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
+_COUNTER_UNITS: Final = {
+    "tupu.client.requests": "{request}",
+    "tupu.client.images": "{image}",
+    "tupu.client.throttles": "{response}",
+    "tupu.client.retries": "{retry}",
+}
 _WAIT_BUCKETS: Final = (0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -90,25 +96,19 @@ class Telemetry:
         }
         self._tracer = trace.get_tracer("tupu_async", __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter("tupu_async", __version__, meter_provider=meter_provider)
+        counters = {
+            name: meter.create_counter(name, unit=unit, description=METRICS[name])
+            for name, unit in _COUNTER_UNITS.items()
+        }
+        self._requests = counters["tupu.client.requests"]
+        self._images = counters["tupu.client.images"]
+        self._throttles = counters["tupu.client.throttles"]
+        self._retries = counters["tupu.client.retries"]
         self._duration = meter.create_histogram(
             "http.client.request.duration",
             unit="s",
             description="Duration of HTTP client requests.",
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
-        )
-        self._requests = meter.create_counter(
-            "tupu.client.requests", unit="{request}", description=METRICS["tupu.client.requests"]
-        )
-        self._images = meter.create_counter(
-            "tupu.client.images", unit="{image}", description=METRICS["tupu.client.images"]
-        )
-        self._throttles = meter.create_counter(
-            "tupu.client.throttles",
-            unit="{response}",
-            description=METRICS["tupu.client.throttles"],
-        )
-        self._retries = meter.create_counter(
-            "tupu.client.retries", unit="{retry}", description=METRICS["tupu.client.retries"]
         )
         self._limiter_wait = meter.create_histogram(
             "tupu.client.limiter.wait",
