@@ -36,7 +36,6 @@ from ._constants import (
     MAX_BASE64_BODY_BYTES,
     MAX_IMAGES_PER_REQUEST,
     MAX_QPS,
-    REGION_HOSTS,
     Region,
 )
 from ._engine import BatchEngine, failed_batch
@@ -133,7 +132,7 @@ class AsyncTupuClient:
             warm_connections=warm_connections,
         )
         self.region = resolve_region(region)
-        self.base_url = normalise_base_url(base_url or REGION_HOSTS[self.region])
+        self.base_url = normalise_base_url(base_url or self.region.base_url)
         self._signer = Signer(secret_id, private_key)
         register_secret(self._signer.secret_id)
         self._public_key = verification_key(verify_signature, tupu_public_key)

@@ -290,7 +290,7 @@ class RequestSender:
                 exhausted = throttles > self._policy.max_throttle_retries
             else:
                 failures += 1
-                exhausted = failures > self._policy.max_retries
+                exhausted = not self._policy.allows_retry(failures - 1)
             if not should_retry(error) or exhausted:
                 stats.failures += 1
                 if should_retry(error):
