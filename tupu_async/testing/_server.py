@@ -7,26 +7,17 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Final
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from .._constants import (
-    MAX_QPS,
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_POLITICAL,
-    TASK_PORN,
-    TASK_VIOLATION,
-    TASK_VIOLENCE,
-    TASK_VULGAR,
-)
+from .._constants import MAX_QPS, Task
 from .._keys import KeySource, load_private_key, load_public_key
-from ._app import AppSettings, FakeTupuApp
+from ._app import FakeTupuApp
 from ._auth import Authenticator
+from ._exchange import AppSettings
 from ._faults import FaultConfig, FaultPlan
 from ._jsontext import JsonStyle, StyleCycle
-from ._library import ImageLibrary, LibraryImage, LibraryStore
+from ._library import FakeLibrary, LibraryStore, StoredImage
+from ._pem import generate_private_key, private_key_pem, public_key_pem
 from ._qps import SlidingWindowLimit
 from ._results import Recognizer
 from ._serving import serve_in_loop, serve_in_thread
@@ -38,17 +29,16 @@ __all__ = [
     "DOWNLOAD_FAIL_WORD",
     "FakeTupuServer",
     "default_download_fails",
-    "generate_private_key",
 ]
 
 DEFAULT_TASKS: Final[tuple[str, ...]] = (
-    TASK_PORN,
-    TASK_POLITICAL,
-    TASK_VIOLENCE,
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_VULGAR,
-    TASK_VIOLATION,
+    Task.PORN,
+    Task.POLITICAL,
+    Task.VIOLENCE,
+    Task.AD,
+    Task.OCR_TEXT,
+    Task.VULGAR,
+    Task.VIOLATION,
 )
 """The seven task ids the fake server runs by default (every known Tupu image task)."""
 
@@ -81,25 +71,6 @@ def _check_network_knobs(
             f"qps_retry_after must be a finite number of seconds >= 0 or None, "
             f"got {qps_retry_after!r}"
         )
-
-
-def generate_private_key(key_size: int = 1024) -> RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-
-
-def private_key_pem(key: RSAPrivateKey) -> bytes:
-    """PKCS#1 PEM (``BEGIN RSA PRIVATE KEY``), the form the official SDKs use."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
-def public_key_pem(key: RSAPublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 class FakeTupuServer:
@@ -160,9 +131,9 @@ class FakeTupuServer:
                 latency=latency,
                 latency_jitter=latency_jitter,
                 summary=summary,
-                tasks=tasks,
+                tasks=tuple(tasks),
                 sign_management_responses=sign_management_responses,
-                json_style=json_style,
+                json_style=StyleCycle(json_style),
                 arrival_jitter=arrival_jitter,
                 connection_setup=connection_setup,
                 qps_retry_after=qps_retry_after,
@@ -348,17 +319,16 @@ class FakeTupuServer:
         secret_id: str | None = None,
     ) -> str:
         """Create an image library (visible to ``secret_id``, or to all when None); its id."""
-        return self._app.libraries.create(
-            name, type=type, threshold=threshold, status=status, secret_id=secret_id
-        )
+        store = self._app.libraries
+        return store.add(FakeLibrary(store.new_id(name), name, type, threshold, status, secret_id))
 
-    def library(self, library_id: str) -> ImageLibrary:
+    def library(self, library_id: str) -> FakeLibrary:
         found = self._app.libraries.get(library_id)
         if found is None:
             raise KeyError(f"no image library {library_id!r}")
         return found
 
-    def library_images(self, library_id: str) -> dict[str, LibraryImage]:
+    def library_images(self, library_id: str) -> dict[str, StoredImage]:
         """The images stored in a library, by name, in insertion order."""
         return dict(self.library(library_id).images)
 
@@ -379,13 +349,10 @@ class FakeTupuServer:
         self._app.recorded.clear()
 
     async def warm_up(self) -> None:
-        """Run every code path once before timing-sensitive traffic (~0.3 s).
+        """Run every code path once (~0.3 s) so later requests pay no first-use cost.
 
-        Precomputes the result pools and sends one signed request to each recognition
-        endpoint through the app in process, so that no later request pays for lazy
-        imports, decoder compilation or pool building (a 20-30 ms stall that would stamp
-        the next arrivals late). Statistics are cleared afterwards. The separate-process
-        server does this before it reports ready.
+        Builds the result pools and sends one signed request to each recognition endpoint
+        in process; statistics are cleared afterwards.
         """
         import httpx
 

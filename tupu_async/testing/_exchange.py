@@ -1,0 +1,171 @@
+"""What every API route of the fake server shares: knobs, pacing, the QPS gate, signing."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from ._asgi import ClientGone, Receive, Reply, Scope, Send, error, retry_after_headers, write_reply
+from ._jsontext import StyleCycle, restyle
+from ._parsing import Credentials
+from ._qps import SlidingWindowLimit
+from ._responses import envelope_body, inner_fields, json_body
+from ._stats import FakeServerStats
+
+__all__ = ["AppSettings", "Exchange", "too_large"]
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class AppSettings:
+    """The knobs of a running fake server (``FakeTupuServer`` exposes them).
+
+    ``arrival_jitter``: each request reaches the QPS gate uniform(0, it) s after it
+    arrived; ``connection_setup``: a new connection's first request reaches it this much
+    later; ``qps_retry_after``: the Retry-After of the gate's 429s (None: no header).
+    """
+
+    latency: float
+    latency_jitter: float
+    summary: bool
+    tasks: tuple[str, ...]
+    sign_management_responses: bool
+    json_style: StyleCycle = dataclasses.field(default_factory=lambda: StyleCycle("go"))
+    arrival_jitter: float = 0.0
+    connection_setup: float = 0.0
+    qps_retry_after: float | None = 1.0
+
+
+class Exchange:
+    """Answers, latency, the QPS gate and response signing, for every route of one app.
+
+    ``new_connection(scope)`` tells whether a request is its connection's first.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: AppSettings,
+        signing_key: RSAPrivateKey,
+        qps: SlidingWindowLimit,
+        stats: FakeServerStats,
+        new_connection: Callable[[Scope], bool],
+        seed: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.signing_key = signing_key
+        self.qps = qps
+        self.stats = stats
+        self._jitter_rng = random.Random(seed)
+        self._arrival_rng = random.Random(seed + 1)
+        self._new_connection = new_connection
+
+    async def send(self, send: Send, reply: Reply, *, count: bool = True) -> None:
+        """Send ``reply``, counting its status and code unless ``count`` is false."""
+        if count:
+            self.stats.status_counts[reply.status] += 1
+            if reply.code is not None:
+                self.stats.code_counts[reply.code] += 1
+        await write_reply(send, reply)
+
+    def delay(self) -> float:
+        """This request's latency: ``latency`` plus or minus up to ``latency_jitter``."""
+        settings = self.settings
+        delay = settings.latency
+        if settings.latency_jitter:
+            delay += self._jitter_rng.uniform(-settings.latency_jitter, settings.latency_jitter)
+        return delay if delay > 0 else 0.0
+
+    async def sleep(self, delay: float, receive: Receive, in_process: bool) -> None:
+        """Sleep ``delay`` s; over a real server, raise :class:`ClientGone` if the client goes."""
+        if delay <= 0:
+            return
+        if in_process:  # the transport enforces the client's timeout by cancelling us
+            await anyio.sleep(delay)
+            return
+        gone = False
+        async with anyio.create_task_group() as group:
+
+            async def watch_disconnect() -> None:
+                nonlocal gone
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch_disconnect)
+            await anyio.sleep(delay)
+            group.cancel_scope.cancel()
+        if gone:
+            raise ClientGone
+
+    async def pass_gate(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        secret_id: str,
+        arrival: tuple[float, int],
+        in_process: bool,
+    ) -> bool:
+        """Take the request (arrived at ``arrival``: time, index) to the QPS gate.
+
+        True when admitted; otherwise the 429 is sent and False returned.
+        """
+        now, index = arrival
+        gate = await self._reach_gate(scope, receive, now, index, in_process)
+        qps = self.qps
+        accepted, throttled = qps.foreign_accepted, qps.foreign_throttled
+        admitted = qps.try_acquire(secret_id, gate)
+        self.stats.foreign_accepted += qps.foreign_accepted - accepted
+        self.stats.foreign_throttled += qps.foreign_throttled - throttled
+        if not admitted:
+            self.stats.record_throttled(index)
+            await self.send(
+                send,
+                error(
+                    429,
+                    429,
+                    f"too many requests: secretId {secret_id!r} is limited to {qps.limit:g} "
+                    f"requests per second",
+                    headers=retry_after_headers(self.settings.qps_retry_after),
+                ),
+            )
+        return admitted
+
+    async def _reach_gate(
+        self, scope: Scope, receive: Receive, now: float, index: int, in_process: bool
+    ) -> float:
+        """When the request reaches the gate: ``now``, or later under the network knobs."""
+        settings = self.settings
+        if not settings.arrival_jitter and not settings.connection_setup:
+            return now
+        delay = 0.0
+        if settings.connection_setup and self._new_connection(scope):
+            delay += settings.connection_setup
+        if settings.arrival_jitter:
+            delay += self._arrival_rng.uniform(0.0, settings.arrival_jitter)
+        await self.sleep(delay, receive, in_process)
+        gate = time.monotonic()
+        self.stats.set_gate_time(index, gate)
+        return gate
+
+    def signed(self, inner: bytes | dict[str, Any], *, code: int = 0) -> Reply:
+        """HTTP 200 with the envelope of ``inner``, spelt in the next ``json_style``."""
+        if isinstance(inner, dict):
+            inner = json_body(inner)
+        text = restyle(inner, self.settings.json_style.next())
+        return Reply(200, envelope_body(self.signing_key, text), code=code)
+
+    def envelope(self, code: int, message: str, credentials: Credentials) -> Reply:
+        """A signed answer carrying only ``code`` and ``message``."""
+        return self.signed(inner_fields(code, message, credentials.nonce_echo), code=code)
+
+
+def too_large(limit: int) -> Reply:
+    return error(413, 14, f"request entity too large: the limit is {limit} bytes")

@@ -1,0 +1,248 @@
+"""The fake server's recognition endpoints (``/v3/recognition/...``), faults included."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from typing import Final
+
+import anyio
+
+from .._constants import (
+    BASE64_RECOGNITION_PATH,
+    MAX_BASE64_BODY_BYTES,
+    MAX_IMAGES_PER_REQUEST,
+    RECOGNITION_PATH,
+)
+from ._asgi import (
+    JSON,
+    DroppedConnection,
+    InProcessTimeout,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    error,
+    header,
+    read_body,
+    retry_after_headers,
+)
+from ._auth import Authenticator
+from ._exchange import Exchange, too_large
+from ._faults import (
+    BAD_SIGNATURE,
+    CODE_100,
+    CODE_101,
+    DROP_CONNECTION,
+    HTTP_429,
+    HTTP_500,
+    HTTP_502,
+    TIMEOUT,
+    TRUNCATED_BODY,
+    FaultPlan,
+)
+from ._parsing import (
+    ReceivedImage,
+    RecognitionRequest,
+    RequestRejected,
+    complete_tail,
+    parse_base64_recognition,
+    parse_recognition,
+)
+from ._responses import CODE_MESSAGES, HTML_502_PAGE, corrupt_signature, inner_fields, inner_json
+from ._results import Recognizer
+from ._stats import RecordedRequest
+
+__all__ = ["MAX_RECOGNITION_BODY_BYTES", "RecognitionRoute"]
+
+# Recognition bodies other than base64 (10 images of 1 MiB fit with room to spare).
+MAX_RECOGNITION_BODY_BYTES: Final = 64 * 1024 * 1024
+RECORDED_REQUESTS: Final = 1000
+_HTTP_FAULTS: Final = frozenset({HTTP_500, HTTP_502, HTTP_429, DROP_CONNECTION})
+
+
+def _request_kind(images: Sequence[ReceivedImage], base64_route: bool) -> str:
+    if base64_route:
+        return "base64"
+    if not images:
+        return "none"
+    return "url" if images[0].is_url else "file"
+
+
+class RecognitionRoute:
+    """Answers recognition requests; ``recorded`` keeps the last authenticated ones."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        authenticator: Authenticator,
+        recognizer: Recognizer,
+        fault_plan: FaultPlan,
+    ) -> None:
+        self.exchange = exchange
+        self.authenticator = authenticator
+        self.recognizer = recognizer
+        self.fault_plan = fault_plan
+        self.recorded: collections.deque[RecordedRequest] = collections.deque(
+            maxlen=RECORDED_REQUESTS
+        )
+
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        arrival: tuple[float, int],
+        in_process: bool,
+    ) -> None:
+        exchange = self.exchange
+        path: str = scope["path"]
+        base64_route = path.startswith(BASE64_RECOGNITION_PATH)
+        secret_id = path[len(BASE64_RECOGNITION_PATH if base64_route else RECOGNITION_PATH) :]
+        if not secret_id or "/" in secret_id:
+            await exchange.send(send, error(404, 404, f"no such endpoint: {path}"))
+            return
+        exchange.stats.set_secret_id(arrival[1], secret_id)
+        if scope["method"] != "POST":
+            await exchange.send(send, error(405, 405, "use POST"))
+            return
+        limit = MAX_BASE64_BODY_BYTES if base64_route else MAX_RECOGNITION_BODY_BYTES
+        body = await read_body(scope, receive, limit)
+        if not await exchange.pass_gate(scope, receive, send, secret_id, arrival, in_process):
+            return
+        if body is None:
+            await exchange.send(send, too_large(limit))
+            return
+        parsed = self._parse(body, scope, base64_route)
+        fault = self.fault_plan.next_fault()
+        if fault is not None:
+            exchange.stats.faults[fault] += 1
+            if fault == TIMEOUT:
+                await exchange.sleep(self.fault_plan.config.timeout_delay, receive, in_process)
+                if in_process:
+                    raise InProcessTimeout
+            elif fault in _HTTP_FAULTS:
+                await exchange.sleep(exchange.delay(), receive, in_process)
+                await self._http_fault(fault, receive, send, in_process)
+                return
+        await exchange.sleep(exchange.delay(), receive, in_process)
+        reply = self._recognize(path, secret_id, parsed, base64_route, fault)
+        if fault == BAD_SIGNATURE and reply.status == 200:
+            reply.body = corrupt_signature(reply.body)
+        elif fault == TRUNCATED_BODY and reply.status == 200:
+            reply.body = reply.body[: len(reply.body) // 2]
+        await exchange.send(send, reply)
+
+    async def _http_fault(self, fault: str, receive: Receive, send: Send, in_process: bool) -> None:
+        exchange = self.exchange
+        if fault == HTTP_500:
+            await exchange.send(send, error(500, 100, "internal server error (injected fault)"))
+        elif fault == HTTP_502:
+            await exchange.send(send, Reply(502, HTML_502_PAGE, content_type=b"text/html"))
+        elif fault == HTTP_429:
+            headers = retry_after_headers(self.fault_plan.config.retry_after)
+            reply = error(429, 429, "too many requests (injected fault)", headers=headers)
+            await exchange.send(send, reply)
+        else:
+            exchange.stats.status_counts[0] += 1  # 0: no HTTP answer at all
+            await _drop_connection(receive, send, in_process)
+
+    def _parse(
+        self, body: bytes, scope: Scope, base64_route: bool
+    ) -> RecognitionRequest | RequestRejected:
+        """Parse the body and count its images (every admitted request, faulted or not)."""
+        try:
+            if base64_route:
+                request = parse_base64_recognition(body)
+            else:
+                request = parse_recognition(body, header(scope, b"content-type"))
+        except RequestRejected as exc:
+            return exc
+        self.exchange.stats.record_images(len(request.images))
+        return request
+
+    def _recognize(
+        self,
+        path: str,
+        secret_id: str,
+        request: RecognitionRequest | RequestRejected,
+        base64_route: bool,
+        fault: str | None,
+    ) -> Reply:
+        if isinstance(request, RequestRejected):
+            return error(request.status, request.code, request.message)
+        images = request.images
+        if len(images) > MAX_IMAGES_PER_REQUEST:
+            return error(
+                400,
+                3,
+                f"too many images: {len(images)} in one request, the limit is "
+                f"{MAX_IMAGES_PER_REQUEST}",
+            )
+        credentials = request.credentials
+        envelope = self.exchange.envelope
+        if fault in (CODE_100, CODE_101):
+            code = 100 if fault == CODE_100 else 101
+            return envelope(code, CODE_MESSAGES[code], credentials)
+        auth = self.authenticator.check(
+            secret_id, credentials.timestamp, credentials.nonce, credentials.signature
+        )
+        if not auth.ok:
+            return envelope(auth.code, auth.message, credentials)
+        settings = self.exchange.settings
+        if not settings.tasks:
+            return envelope(13, "no task configured for this secretId", credentials)
+        tasks = _tasks(request, settings.tasks)
+        if isinstance(tasks, str):
+            return envelope(7, tasks, credentials)
+        tags = complete_tail(request.tags, len(images))
+        self.recorded.append(
+            RecordedRequest(
+                path=path,
+                secret_id=secret_id,
+                kind=_request_kind(images, base64_route),
+                names=[image.name for image in images],
+                tags=tags,
+                sequence_ids=complete_tail(request.sequence_ids, len(images)),
+                tasks=list(request.tasks),
+                referer=request.referer,
+            )
+        )
+        if not images:
+            return envelope(3, "no file: the request carried no image", credentials)
+        members = self.recognizer.recognize(
+            images, tasks=tasks, tags=tags, summary=settings.summary
+        )
+        inner = inner_json(members, inner_fields(0, "success", credentials.nonce_echo))
+        return self.exchange.signed(inner)
+
+
+def _tasks(request: RecognitionRequest, known: Sequence[str]) -> list[str] | str:
+    """The task ids to run, or the code-7 message naming the ones not allowed."""
+    if not request.tasks:
+        return list(known)
+    wanted = list(dict.fromkeys(request.tasks))
+    unknown = [task for task in wanted if task not in known]
+    if unknown:
+        return f"task not allowed for this secretId: {', '.join(unknown)}"
+    return wanted
+
+
+async def _drop_connection(receive: Receive, send: Send, in_process: bool) -> None:
+    """End the exchange without a complete HTTP answer."""
+    if in_process:
+        raise DroppedConnection
+    # uvicorn: the receive callable is bound to the request cycle holding the transport.
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    close = getattr(transport, "close", None)
+    if callable(close):
+        close()
+        with anyio.move_on_after(1.0):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        return
+    # Any other server: promise a body, send part of it and stop.
+    headers = [(b"content-type", JSON), (b"content-length", b"4096")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"json": "', "more_body": True})
