@@ -10,26 +10,20 @@ then the result is computed, signed and sent. HTTP-level errors are plain JSON
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import time
-from collections.abc import Callable
 from typing import Final
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from .._constants import RECOGNITION_PATH
 from ._asgi import ClientGone, Receive, Reply, Scope, Send, error, read_body
-from ._auth import Authenticator
-from ._exchange import AppSettings, Exchange
-from ._faults import TIMEOUT, FaultPlan
-from ._library import LibraryStore
+from ._exchange import Exchange
+from ._faults import Fault
 from ._management import MANAGEMENT_PATHS, ManagementRoute
-from ._qps import SlidingWindowLimit
 from ._recognition import RecognitionRoute
 from ._responses import json_body
-from ._results import Recognizer
-from ._stats import FakeServerStats, RecordedRequest
+from ._state import ServerState
 
 __all__ = ["CONTROL_PREFIX", "FakeTupuApp"]
 
@@ -39,86 +33,19 @@ _MAX_CONTROL_BODY_BYTES: Final = 1024 * 1024
 _MAX_REMEMBERED_CONNECTIONS: Final = 65536
 
 
-class FakeTupuApp:
-    """The ASGI app of one fake server. All state lives in the components it holds.
+@dataclasses.dataclass(kw_only=True, eq=False, repr=False)
+class FakeTupuApp(ServerState):
+    """The ASGI app of one fake server, holding its state (see ``ServerState``).
 
     It never raises to the ASGI server: every request gets an answer (or, for the
     ``drop_connection`` fault, a closed connection).
     """
 
-    def __init__(
-        self,
-        *,
-        settings: AppSettings,
-        signing_key: RSAPrivateKey,
-        authenticator: Authenticator,
-        recognizer: Recognizer,
-        libraries: LibraryStore,
-        fault_plan: FaultPlan,
-        qps: SlidingWindowLimit,
-        download_fails: Callable[[str], bool],
-        seed: int = 0,
-    ) -> None:
-        self.exchange = Exchange(
-            settings=settings,
-            signing_key=signing_key,
-            qps=qps,
-            stats=FakeServerStats(),
-            new_connection=lambda scope: self._new_connection(scope),
-            seed=seed,
-        )
+    def __post_init__(self) -> None:
         self._connections: set[object] = set()
-        self.authenticator = authenticator
-        self.libraries = libraries
-        self.recognition = RecognitionRoute(
-            self.exchange,
-            authenticator=authenticator,
-            recognizer=recognizer,
-            fault_plan=fault_plan,
-        )
-        self.management = ManagementRoute(
-            self.exchange,
-            authenticator=authenticator,
-            libraries=libraries,
-            download_fails=download_fails,
-        )
-
-    @property
-    def settings(self) -> AppSettings:
-        return self.exchange.settings
-
-    @property
-    def signing_key(self) -> RSAPrivateKey:
-        return self.exchange.signing_key
-
-    @property
-    def qps(self) -> SlidingWindowLimit:
-        return self.exchange.qps
-
-    @property
-    def stats(self) -> FakeServerStats:
-        return self.exchange.stats
-
-    @stats.setter
-    def stats(self, stats: FakeServerStats) -> None:
-        self.exchange.stats = stats
-
-    @property
-    def recognizer(self) -> Recognizer:
-        return self.recognition.recognizer
-
-    @property
-    def fault_plan(self) -> FaultPlan:
-        return self.recognition.fault_plan
-
-    @fault_plan.setter
-    def fault_plan(self, plan: FaultPlan) -> None:
-        self.recognition.fault_plan = plan
-
-    @property
-    def recorded(self) -> collections.deque[RecordedRequest]:
-        """The last authenticated recognition requests, as understood."""
-        return self.recognition.recorded
+        self.exchange = Exchange(self, lambda scope: self._new_connection(scope))
+        self.recognition = RecognitionRoute(self.exchange)
+        self.management = ManagementRoute(self.exchange)
 
     @property
     def may_sleep(self) -> bool:
@@ -127,9 +54,9 @@ class FakeTupuApp:
         if settings.latency > 0 or settings.latency_jitter > 0:
             return True
         plan = self.fault_plan
-        if TIMEOUT in plan.pending:
+        if Fault.TIMEOUT in plan.pending:
             return True
-        return plan.config.rate > 0 and TIMEOUT in plan.config.kinds
+        return plan.config.rate > 0 and Fault.TIMEOUT in plan.config.kinds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send, in_process=False)
@@ -153,7 +80,7 @@ class FakeTupuApp:
             await exchange.send(send, reply, count=False)
             return
         now = time.monotonic()
-        arrival = (now, exchange.stats.record_arrival(now, path))
+        arrival = (now, self.stats.record_arrival(now, path))
         try:
             if path.startswith(RECOGNITION_PATH):
                 await self.recognition.handle(scope, receive, send, arrival, in_process)

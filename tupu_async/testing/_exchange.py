@@ -2,80 +2,47 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from ._asgi import ClientGone, Receive, Reply, Scope, Send, error, retry_after_headers, write_reply
-from ._jsontext import StyleCycle, restyle
+from ._jsontext import restyle
 from ._parsing import Credentials
-from ._qps import SlidingWindowLimit
 from ._responses import envelope_body, inner_fields, json_body
-from ._stats import FakeServerStats
+from ._state import ServerState
 
-__all__ = ["AppSettings", "Exchange", "too_large"]
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class AppSettings:
-    """The knobs of a running fake server (``FakeTupuServer`` exposes them).
-
-    ``arrival_jitter``: each request reaches the QPS gate uniform(0, it) s after it
-    arrived; ``connection_setup``: a new connection's first request reaches it this much
-    later; ``qps_retry_after``: the Retry-After of the gate's 429s (None: no header).
-    """
-
-    latency: float
-    latency_jitter: float
-    summary: bool
-    tasks: tuple[str, ...]
-    sign_management_responses: bool
-    json_style: StyleCycle = dataclasses.field(default_factory=lambda: StyleCycle("go"))
-    arrival_jitter: float = 0.0
-    connection_setup: float = 0.0
-    qps_retry_after: float | None = 1.0
+__all__ = ["Exchange", "too_large"]
 
 
 class Exchange:
     """Answers, latency, the QPS gate and response signing, for every route of one app.
 
     ``new_connection(scope)`` tells whether a request is its connection's first.
+    Components are read from ``state`` on every use, so replacing one takes effect.
     """
 
-    def __init__(
-        self,
-        *,
-        settings: AppSettings,
-        signing_key: RSAPrivateKey,
-        qps: SlidingWindowLimit,
-        stats: FakeServerStats,
-        new_connection: Callable[[Scope], bool],
-        seed: int = 0,
-    ) -> None:
-        self.settings = settings
-        self.signing_key = signing_key
-        self.qps = qps
-        self.stats = stats
-        self._jitter_rng = random.Random(seed)
-        self._arrival_rng = random.Random(seed + 1)
+    def __init__(self, state: ServerState, new_connection: Callable[[Scope], bool]) -> None:
+        self.state = state
+        self._jitter_rng = random.Random(state.seed)
+        self._arrival_rng = random.Random(state.seed + 1)
         self._new_connection = new_connection
 
     async def send(self, send: Send, reply: Reply, *, count: bool = True) -> None:
         """Send ``reply``, counting its status and code unless ``count`` is false."""
         if count:
-            self.stats.status_counts[reply.status] += 1
+            stats = self.state.stats
+            stats.status_counts[reply.status] += 1
             if reply.code is not None:
-                self.stats.code_counts[reply.code] += 1
+                stats.code_counts[reply.code] += 1
         await write_reply(send, reply)
 
     def delay(self) -> float:
         """This request's latency: ``latency`` plus or minus up to ``latency_jitter``."""
-        settings = self.settings
+        settings = self.state.settings
         delay = settings.latency
         if settings.latency_jitter:
             delay += self._jitter_rng.uniform(-settings.latency_jitter, settings.latency_jitter)
@@ -119,13 +86,13 @@ class Exchange:
         """
         now, index = arrival
         gate = await self._reach_gate(scope, receive, now, index, in_process)
-        qps = self.qps
+        qps, stats = self.state.qps, self.state.stats
         accepted, throttled = qps.foreign_accepted, qps.foreign_throttled
         admitted = qps.try_acquire(secret_id, gate)
-        self.stats.foreign_accepted += qps.foreign_accepted - accepted
-        self.stats.foreign_throttled += qps.foreign_throttled - throttled
+        stats.foreign_accepted += qps.foreign_accepted - accepted
+        stats.foreign_throttled += qps.foreign_throttled - throttled
         if not admitted:
-            self.stats.record_throttled(index)
+            stats.record_throttled(index)
             await self.send(
                 send,
                 error(
@@ -133,7 +100,7 @@ class Exchange:
                     429,
                     f"too many requests: secretId {secret_id!r} is limited to {qps.limit:g} "
                     f"requests per second",
-                    headers=retry_after_headers(self.settings.qps_retry_after),
+                    headers=retry_after_headers(self.state.settings.qps_retry_after),
                 ),
             )
         return admitted
@@ -142,7 +109,7 @@ class Exchange:
         self, scope: Scope, receive: Receive, now: float, index: int, in_process: bool
     ) -> float:
         """When the request reaches the gate: ``now``, or later under the network knobs."""
-        settings = self.settings
+        settings = self.state.settings
         if not settings.arrival_jitter and not settings.connection_setup:
             return now
         delay = 0.0
@@ -152,15 +119,15 @@ class Exchange:
             delay += self._arrival_rng.uniform(0.0, settings.arrival_jitter)
         await self.sleep(delay, receive, in_process)
         gate = time.monotonic()
-        self.stats.set_gate_time(index, gate)
+        self.state.stats.set_gate_time(index, gate)
         return gate
 
     def signed(self, inner: bytes | dict[str, Any], *, code: int = 0) -> Reply:
         """HTTP 200 with the envelope of ``inner``, spelt in the next ``json_style``."""
         if isinstance(inner, dict):
             inner = json_body(inner)
-        text = restyle(inner, self.settings.json_style.next())
-        return Reply(200, envelope_body(self.signing_key, text), code=code)
+        text = restyle(inner, self.state.settings.json_style.next())
+        return Reply(200, envelope_body(self.state.signing_key, text), code=code)
 
     def envelope(self, code: int, message: str, credentials: Credentials) -> Reply:
         """A signed answer carrying only ``code`` and ``message``."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 from .._constants import (
@@ -17,9 +16,7 @@ from .._constants import (
     LIBRARY_SEARCH_PATH,
 )
 from ._asgi import Receive, Reply, Scope, Send, error, read_body
-from ._auth import Authenticator
 from ._exchange import Exchange, too_large
-from ._library import LibraryStore
 from ._parsing import Credentials, ManagementRequest, RequestRejected, parse_management
 from ._responses import inner_fields, json_body
 
@@ -36,20 +33,11 @@ MANAGEMENT_PATHS: Final = frozenset({LIBRARY_SEARCH_PATH, LIBRARY_IMAGES_PATH, *
 
 
 class ManagementRoute:
-    """Answers image-library requests from ``libraries`` (never faulted)."""
+    """Answers image-library requests from ``state.libraries`` (never faulted)."""
 
-    def __init__(
-        self,
-        exchange: Exchange,
-        *,
-        authenticator: Authenticator,
-        libraries: LibraryStore,
-        download_fails: Callable[[str], bool],
-    ) -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
-        self.authenticator = authenticator
-        self.libraries = libraries
-        self.download_fails = download_fails
+        self.state = exchange.state
 
     async def handle(
         self,
@@ -77,7 +65,7 @@ class ManagementRoute:
             await exchange.send(send, error(exc.status, exc.code, exc.message))
             return
         secret_id = request.secret_id
-        exchange.stats.set_secret_id(arrival[1], secret_id)
+        self.state.stats.set_secret_id(arrival[1], secret_id)
         if not await exchange.pass_gate(scope, receive, send, secret_id, arrival, in_process):
             return
         await exchange.sleep(exchange.delay(), receive, in_process)
@@ -85,14 +73,14 @@ class ManagementRoute:
 
     def _manage(self, path: str, request: ManagementRequest) -> Reply:
         credentials = request.credentials
-        auth = self.authenticator.check(
+        auth = self.state.authenticator.check(
             request.secret_id, credentials.timestamp, credentials.nonce, credentials.signature
         )
         if not auth.ok:
-            if self.exchange.settings.sign_management_responses:
+            if self.state.settings.sign_management_responses:
                 return self.exchange.envelope(auth.code, auth.message, credentials)
             return error(400, auth.code, auth.message)
-        store = self.libraries
+        store = self.state.libraries
         if path == LIBRARY_SEARCH_PATH:
             found = store.search(request.secret_id, request.name)
             return self._ok({"imageLibraries": found}, credentials)
@@ -109,7 +97,7 @@ class ManagementRoute:
         if not 1 <= len(items) <= most:
             return error(400, 400, f"images must hold 1 to {most} items, not {len(items)}")
         if path == LIBRARY_ADD_URLS_PATH:
-            results = store.add_urls(library, items, self.download_fails)
+            results = store.add_urls(library, items, self.state.download_fails)
         elif path == LIBRARY_ADD_BASE64_PATH:
             results = store.add_base64(library, items)
         else:
@@ -117,7 +105,7 @@ class ManagementRoute:
         return self._ok({"images": results}, credentials)
 
     def _ok(self, data: dict[str, Any], credentials: Credentials) -> Reply:
-        if not self.exchange.settings.sign_management_responses:
+        if not self.state.settings.sign_management_responses:
             return Reply(200, json_body(data))
         inner = inner_fields(0, "success", credentials.nonce_echo)
         inner.update(data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
 from typing import Final
 
@@ -27,20 +26,8 @@ from ._asgi import (
     read_body,
     retry_after_headers,
 )
-from ._auth import Authenticator
 from ._exchange import Exchange, too_large
-from ._faults import (
-    BAD_SIGNATURE,
-    CODE_100,
-    CODE_101,
-    DROP_CONNECTION,
-    HTTP_429,
-    HTTP_500,
-    HTTP_502,
-    TIMEOUT,
-    TRUNCATED_BODY,
-    FaultPlan,
-)
+from ._faults import Fault
 from ._parsing import (
     ReceivedImage,
     RecognitionRequest,
@@ -50,15 +37,15 @@ from ._parsing import (
     parse_recognition,
 )
 from ._responses import CODE_MESSAGES, HTML_502_PAGE, corrupt_signature, inner_fields, inner_json
-from ._results import Recognizer
 from ._stats import RecordedRequest
 
 __all__ = ["MAX_RECOGNITION_BODY_BYTES", "RecognitionRoute"]
 
 # Recognition bodies other than base64 (10 images of 1 MiB fit with room to spare).
 MAX_RECOGNITION_BODY_BYTES: Final = 64 * 1024 * 1024
-RECORDED_REQUESTS: Final = 1000
-_HTTP_FAULTS: Final = frozenset({HTTP_500, HTTP_502, HTTP_429, DROP_CONNECTION})
+_HTTP_FAULTS: Final = frozenset(
+    {Fault.HTTP_500, Fault.HTTP_502, Fault.HTTP_429, Fault.DROP_CONNECTION}
+)
 
 
 def _request_kind(images: Sequence[ReceivedImage], base64_route: bool) -> str:
@@ -70,23 +57,11 @@ def _request_kind(images: Sequence[ReceivedImage], base64_route: bool) -> str:
 
 
 class RecognitionRoute:
-    """Answers recognition requests; ``recorded`` keeps the last authenticated ones."""
+    """Answers recognition requests from ``state``, faults included."""
 
-    def __init__(
-        self,
-        exchange: Exchange,
-        *,
-        authenticator: Authenticator,
-        recognizer: Recognizer,
-        fault_plan: FaultPlan,
-    ) -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
-        self.authenticator = authenticator
-        self.recognizer = recognizer
-        self.fault_plan = fault_plan
-        self.recorded: collections.deque[RecordedRequest] = collections.deque(
-            maxlen=RECORDED_REQUESTS
-        )
+        self.state = exchange.state
 
     async def handle(
         self,
@@ -103,7 +78,7 @@ class RecognitionRoute:
         if not secret_id or "/" in secret_id:
             await exchange.send(send, error(404, 404, f"no such endpoint: {path}"))
             return
-        exchange.stats.set_secret_id(arrival[1], secret_id)
+        self.state.stats.set_secret_id(arrival[1], secret_id)
         if scope["method"] != "POST":
             await exchange.send(send, error(405, 405, "use POST"))
             return
@@ -115,11 +90,13 @@ class RecognitionRoute:
             await exchange.send(send, too_large(limit))
             return
         parsed = self._parse(body, scope, base64_route)
-        fault = self.fault_plan.next_fault()
+        fault = self.state.fault_plan.next_fault()
         if fault is not None:
-            exchange.stats.faults[fault] += 1
-            if fault == TIMEOUT:
-                await exchange.sleep(self.fault_plan.config.timeout_delay, receive, in_process)
+            self.state.stats.faults[fault] += 1
+            if fault == Fault.TIMEOUT:
+                await exchange.sleep(
+                    self.state.fault_plan.config.timeout_delay, receive, in_process
+                )
                 if in_process:
                     raise InProcessTimeout
             elif fault in _HTTP_FAULTS:
@@ -128,24 +105,24 @@ class RecognitionRoute:
                 return
         await exchange.sleep(exchange.delay(), receive, in_process)
         reply = self._recognize(path, secret_id, parsed, base64_route, fault)
-        if fault == BAD_SIGNATURE and reply.status == 200:
+        if fault == Fault.BAD_SIGNATURE and reply.status == 200:
             reply.body = corrupt_signature(reply.body)
-        elif fault == TRUNCATED_BODY and reply.status == 200:
+        elif fault == Fault.TRUNCATED_BODY and reply.status == 200:
             reply.body = reply.body[: len(reply.body) // 2]
         await exchange.send(send, reply)
 
     async def _http_fault(self, fault: str, receive: Receive, send: Send, in_process: bool) -> None:
         exchange = self.exchange
-        if fault == HTTP_500:
+        if fault == Fault.HTTP_500:
             await exchange.send(send, error(500, 100, "internal server error (injected fault)"))
-        elif fault == HTTP_502:
+        elif fault == Fault.HTTP_502:
             await exchange.send(send, Reply(502, HTML_502_PAGE, content_type=b"text/html"))
-        elif fault == HTTP_429:
-            headers = retry_after_headers(self.fault_plan.config.retry_after)
+        elif fault == Fault.HTTP_429:
+            headers = retry_after_headers(self.state.fault_plan.config.retry_after)
             reply = error(429, 429, "too many requests (injected fault)", headers=headers)
             await exchange.send(send, reply)
         else:
-            exchange.stats.status_counts[0] += 1  # 0: no HTTP answer at all
+            self.state.stats.status_counts[0] += 1  # 0: no HTTP answer at all
             await _drop_connection(receive, send, in_process)
 
     def _parse(
@@ -159,7 +136,7 @@ class RecognitionRoute:
                 request = parse_recognition(body, header(scope, b"content-type"))
         except RequestRejected as exc:
             return exc
-        self.exchange.stats.record_images(len(request.images))
+        self.state.stats.record_images(len(request.images))
         return request
 
     def _recognize(
@@ -182,22 +159,22 @@ class RecognitionRoute:
             )
         credentials = request.credentials
         envelope = self.exchange.envelope
-        if fault in (CODE_100, CODE_101):
-            code = 100 if fault == CODE_100 else 101
+        if fault in (Fault.CODE_100, Fault.CODE_101):
+            code = 100 if fault == Fault.CODE_100 else 101
             return envelope(code, CODE_MESSAGES[code], credentials)
-        auth = self.authenticator.check(
+        auth = self.state.authenticator.check(
             secret_id, credentials.timestamp, credentials.nonce, credentials.signature
         )
         if not auth.ok:
             return envelope(auth.code, auth.message, credentials)
-        settings = self.exchange.settings
+        settings = self.state.settings
         if not settings.tasks:
             return envelope(13, "no task configured for this secretId", credentials)
         tasks = _tasks(request, settings.tasks)
         if isinstance(tasks, str):
             return envelope(7, tasks, credentials)
         tags = complete_tail(request.tags, len(images))
-        self.recorded.append(
+        self.state.recorded.append(
             RecordedRequest(
                 path=path,
                 secret_id=secret_id,
@@ -211,7 +188,7 @@ class RecognitionRoute:
         )
         if not images:
             return envelope(3, "no file: the request carried no image", credentials)
-        members = self.recognizer.recognize(
+        members = self.state.recognizer.recognize(
             images, tasks=tasks, tags=tags, summary=settings.summary
         )
         inner = inner_json(members, inner_fields(0, "success", credentials.nonce_echo))

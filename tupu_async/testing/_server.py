@@ -13,7 +13,6 @@ from .._constants import MAX_QPS, Task
 from .._keys import KeySource, load_private_key, load_public_key
 from ._app import FakeTupuApp
 from ._auth import Authenticator
-from ._exchange import AppSettings
 from ._faults import FaultConfig, FaultPlan
 from ._jsontext import JsonStyle, StyleCycle
 from ._library import FakeLibrary, LibraryStore, StoredImage
@@ -21,6 +20,7 @@ from ._pem import generate_private_key, private_key_pem, public_key_pem
 from ._qps import SlidingWindowLimit
 from ._results import Recognizer
 from ._serving import serve_in_loop, serve_in_thread
+from ._state import AppSettings
 from ._stats import FakeServerStats, RecordedRequest
 from ._transport import FakeServerTransport
 
