@@ -11,7 +11,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import IO, Any
 
 import httpx
@@ -21,6 +20,7 @@ from .._keys import KeySource, load_private_key, load_public_key
 from ._faults import FaultConfig
 from ._pem import generate_private_key, private_key_pem, public_key_pem, write_private
 from ._server import DEFAULT_TASKS
+from ._service import Service
 from ._stats import FakeServerStats
 
 __all__ = ["FakeServerProcess", "spawn_fake_server", "split_cores"]
@@ -31,7 +31,7 @@ def _package_root() -> str:
     return str(pathlib.Path(__file__).resolve().parents[2])
 
 
-class FakeServerProcess:
+class FakeServerProcess(Service):
     """A fake server running in a child process, driven over HTTP.
 
     Guarantees: after :meth:`start` (or entering the ``with`` block) the server accepts
@@ -260,19 +260,6 @@ class FakeServerProcess:
         """Queue faults for the child's next recognition requests."""
         response = httpx.post(self._url("inject"), json={"kinds": list(kinds)}, timeout=30.0)
         response.raise_for_status()
-
-    # -- context management ------------------------------------------------------------------
-
-    def __enter__(self) -> FakeServerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"base_url={self.base_url!r}" if self.running else "stopped"

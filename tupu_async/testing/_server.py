@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Final
+from typing import Final, Generic, Literal, TypeVar, overload
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
@@ -43,6 +43,8 @@ DEFAULT_TASKS: Final[tuple[str, ...]] = (
 """The seven task ids the fake server runs by default (every known Tupu image task)."""
 
 
+_T = TypeVar("_T")
+
 DOWNLOAD_FAIL_WORD: Final = "download-fail"
 """A URL containing this fails with code 14 (download failed), as an unreachable one would."""
 
@@ -53,24 +55,63 @@ def default_download_fails(url: str) -> bool:
     return not url.startswith(("http://", "https://")) or DOWNLOAD_FAIL_WORD in url
 
 
-def _check_network_knobs(
-    arrival_jitter: float = 0.0,
-    connection_setup: float = 0.0,
-    foreign_qps: float = 0.0,
-    qps_retry_after: float | None = None,
-) -> None:
-    for name, value in (
-        ("arrival_jitter", arrival_jitter),
-        ("connection_setup", connection_setup),
-        ("foreign_qps", foreign_qps),
-    ):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if qps_retry_after is not None and (not math.isfinite(qps_retry_after) or qps_retry_after < 0):
-        raise ValueError(
-            f"qps_retry_after must be a finite number of seconds >= 0 or None, "
-            f"got {qps_retry_after!r}"
-        )
+def _seconds(name: str, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds")
+
+
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _retry_after(name: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0 or None, got {value!r}")
+
+
+def _qps_limit(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{name} must be > 0 or None (no limit)")
+
+
+def _anything(name: str, value: object) -> None:
+    pass
+
+
+class _Knob(Generic[_T]):
+    """A ``FakeTupuServer`` attribute kept on its app's ``settings`` or ``qps``, checked
+    by ``check(name, value)`` when set."""
+
+    def __init__(
+        self,
+        holder: Literal["settings", "qps"],
+        check: Callable[[str, _T], None] = _anything,
+        *,
+        attribute: str = "",
+    ) -> None:
+        self._holder = holder
+        self._check = check
+        self._name = ""
+        self._attribute = attribute
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+        self._attribute = self._attribute or name
+
+    @overload
+    def __get__(self, server: None, owner: type) -> _Knob[_T]: ...
+    @overload
+    def __get__(self, server: FakeTupuServer, owner: type) -> _T: ...
+    def __get__(self, server: FakeTupuServer | None, owner: type) -> _Knob[_T] | _T:
+        if server is None:
+            return self
+        value: _T = getattr(getattr(server._app, self._holder), self._attribute)
+        return value
+
+    def __set__(self, server: FakeTupuServer, value: _T) -> None:
+        self._check(self._name, value)
+        setattr(getattr(server._app, self._holder), self._attribute, value)
 
 
 class FakeTupuServer:
@@ -121,7 +162,13 @@ class FakeTupuServer:
     ) -> None:
         if latency < 0 or latency_jitter < 0:
             raise ValueError("latency and latency_jitter must be >= 0 seconds")
-        _check_network_knobs(arrival_jitter, connection_setup, foreign_qps, qps_retry_after)
+        for name, value in (
+            ("arrival_jitter", arrival_jitter),
+            ("connection_setup", connection_setup),
+            ("foreign_qps", foreign_qps),
+        ):
+            _finite(name, value)
+        _retry_after("qps_retry_after", qps_retry_after)
         if isinstance(tasks, str):
             raise TypeError("tasks must be a sequence of task ids, not one string")
         self._download_predicates: list[Callable[[str], bool]] = [default_download_fails]
@@ -200,83 +247,22 @@ class FakeTupuServer:
     def json_style(self, value: JsonStyle) -> None:
         self._app.settings.json_style = StyleCycle(value)
 
-    @property
-    def latency(self) -> float:
-        return self._app.settings.latency
-
-    @latency.setter
-    def latency(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("latency must be >= 0 seconds")
-        self._app.settings.latency = value
-
-    @property
-    def latency_jitter(self) -> float:
-        return self._app.settings.latency_jitter
-
-    @latency_jitter.setter
-    def latency_jitter(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("latency_jitter must be >= 0 seconds")
-        self._app.settings.latency_jitter = value
-
-    @property
-    def qps_limit(self) -> float | None:
-        return self._app.qps.limit
-
-    @qps_limit.setter
-    def qps_limit(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError("qps_limit must be > 0 or None (no limit)")
-        self._app.qps.limit = value
-
-    @property
-    def arrival_jitter(self) -> float:
-        """Each request reaches the QPS gate uniform(0, this) s after it arrived."""
-        return self._app.settings.arrival_jitter
-
-    @arrival_jitter.setter
-    def arrival_jitter(self, value: float) -> None:
-        _check_network_knobs(arrival_jitter=value)
-        self._app.settings.arrival_jitter = value
-
-    @property
-    def connection_setup(self) -> float:
-        """The first request on a new connection reaches the QPS gate this much later."""
-        return self._app.settings.connection_setup
-
-    @connection_setup.setter
-    def connection_setup(self, value: float) -> None:
-        _check_network_knobs(connection_setup=value)
-        self._app.settings.connection_setup = value
-
-    @property
-    def foreign_qps(self) -> float:
-        """Another client's evenly paced requests per second on every secret id."""
-        return self._app.qps.foreign_qps
-
-    @foreign_qps.setter
-    def foreign_qps(self, value: float) -> None:
-        _check_network_knobs(foreign_qps=value)
-        self._app.qps.foreign_qps = value
-
-    @property
-    def qps_retry_after(self) -> float | None:
-        """The Retry-After (seconds) of the QPS gate's 429s; None sends no header."""
-        return self._app.settings.qps_retry_after
-
-    @qps_retry_after.setter
-    def qps_retry_after(self, value: float | None) -> None:
-        _check_network_knobs(qps_retry_after=value)
-        self._app.settings.qps_retry_after = value
-
-    @property
-    def summary(self) -> bool:
-        return self._app.settings.summary
-
-    @summary.setter
-    def summary(self, value: bool) -> None:
-        self._app.settings.summary = value
+    latency = _Knob[float]("settings", _seconds)
+    """Seconds added to every answer."""
+    latency_jitter = _Knob[float]("settings", _seconds)
+    """Up to this many seconds more or less latency, at random."""
+    qps_limit = _Knob[float | None]("qps", _qps_limit, attribute="limit")
+    """Requests per second per secret id (HTTP 429 above it); None: no limit."""
+    arrival_jitter = _Knob[float]("settings", _finite)
+    """Each request reaches the QPS gate uniform(0, this) s after it arrived."""
+    connection_setup = _Knob[float]("settings", _finite)
+    """The first request on a new connection reaches the QPS gate this much later."""
+    foreign_qps = _Knob[float]("qps", _finite)
+    """Another client's evenly paced requests per second on every secret id."""
+    qps_retry_after = _Knob[float | None]("settings", _retry_after)
+    """The Retry-After (seconds) of the QPS gate's 429s; None sends no header."""
+    summary = _Knob[bool]("settings")
+    """Whether answers carry the per-image summary."""
 
     @property
     def tasks(self) -> tuple[str, ...]:

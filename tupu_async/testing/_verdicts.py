@@ -105,6 +105,11 @@ def _rate(rng: Draws, low: float, high: float) -> float:
     return low + (high - low) * rng.random()
 
 
+def _labelled(rng: Draws, label: int, low: float, high: float, *, review: bool = False) -> Entry:
+    """The common entry shape: ``label``, a ``rate`` drawn in [low, high) and ``review``."""
+    return {"label": label, "rate": _rate(rng, low, high), "review": review}
+
+
 def _face_position(rng: Draws) -> list[list[float]]:
     left = _rate(rng, 0.05, 0.55)
     top = _rate(rng, 0.05, 0.55)
@@ -115,21 +120,17 @@ def _face_position(rng: Draws) -> list[list[float]]:
 
 def _porn(rng: Draws, magic: frozenset[bytes]) -> Verdict:
     if b"porn" in magic:
-        entry: Entry = {"label": 0, "rate": _rate(rng, 0.95, 0.999), "review": False}
-        entry["subLabel"] = {"label": 10, "rate": _rate(rng, 0.8, 0.99), "review": False}
+        entry: Entry = _labelled(rng, 0, 0.95, 0.999)
+        entry["subLabel"] = _labelled(rng, 10, 0.8, 0.99)
         entry["subLabels"] = [{"label": "隐晦性行为", "rate": _rate(rng, 0.8, 0.99)}]
         return entry, SUGGESTION_BLOCK, _RISK_PORN
     if b"sexy" in magic:
-        entry = {"label": 1, "rate": _rate(rng, 0.85, 0.99), "review": False}
-        entry["subLabel"] = {"label": 18, "rate": _rate(rng, 0.2, 0.9), "review": False}
+        entry = _labelled(rng, 1, 0.85, 0.99)
+        entry["subLabel"] = _labelled(rng, 18, 0.2, 0.9)
         return entry, SUGGESTION_REVIEW, _RISK_PORN
     if b"needs-review" in magic or rng.random() < _REVIEW_FRACTION:
-        return (
-            {"label": 2, "rate": _rate(rng, 0.5, 0.65), "review": True},
-            SUGGESTION_REVIEW,
-            _RISK_PORN,
-        )
-    return {"label": 2, "rate": _rate(rng, 0.9, 0.9999), "review": False}, SUGGESTION_PASS, 0
+        return _labelled(rng, 2, 0.5, 0.65, review=True), SUGGESTION_REVIEW, _RISK_PORN
+    return _labelled(rng, 2, 0.9, 0.9999), SUGGESTION_PASS, 0
 
 
 def _political(rng: Draws, magic: frozenset[bytes]) -> Verdict:
@@ -207,18 +208,10 @@ def _violence(rng: Draws, magic: frozenset[bytes]) -> Verdict:
 
 def _ad(rng: Draws, magic: frozenset[bytes]) -> Verdict:
     if b"advert" in magic:
-        return (
-            {"label": 1, "rate": _rate(rng, 0.9, 0.99), "review": False},
-            SUGGESTION_BLOCK,
-            _RISK_AD,
-        )
+        return _labelled(rng, 1, 0.9, 0.99), SUGGESTION_BLOCK, _RISK_AD
     if rng.random() < _REVIEW_FRACTION:
-        return (
-            {"label": 2, "rate": _rate(rng, 0.5, 0.75), "review": True},
-            SUGGESTION_REVIEW,
-            _RISK_AD,
-        )
-    return {"label": 2, "rate": _rate(rng, 0.85, 0.999), "review": False}, SUGGESTION_PASS, 0
+        return _labelled(rng, 2, 0.5, 0.75, review=True), SUGGESTION_REVIEW, _RISK_AD
+    return _labelled(rng, 2, 0.85, 0.999), SUGGESTION_PASS, 0
 
 
 def _ocr_text(rng: Draws, magic: frozenset[bytes]) -> Verdict:
@@ -237,12 +230,8 @@ def _ocr_text(rng: Draws, magic: frozenset[bytes]) -> Verdict:
 
 def _vulgar(rng: Draws, magic: frozenset[bytes]) -> Verdict:
     if b"vulgar" in magic:
-        return (
-            {"label": 1, "rate": _rate(rng, 0.85, 0.99), "review": False},
-            SUGGESTION_BLOCK,
-            _RISK_VIOLATION,
-        )
-    return {"label": 0, "rate": _rate(rng, 0.85, 0.999), "review": False}, SUGGESTION_PASS, 0
+        return _labelled(rng, 1, 0.85, 0.99), SUGGESTION_BLOCK, _RISK_VIOLATION
+    return _labelled(rng, 0, 0.85, 0.999), SUGGESTION_PASS, 0
 
 
 _VIOLATION_WORDS: Final = (
@@ -257,16 +246,12 @@ _VIOLATION_WORDS: Final = (
 def _violation(rng: Draws, magic: frozenset[bytes]) -> Verdict:
     for word, label in _VIOLATION_WORDS:
         if word in magic:
-            return (
-                {"label": label, "rate": _rate(rng, 0.8, 0.99), "review": False},
-                SUGGESTION_REVIEW,
-                _RISK_VIOLATION,
-            )
-    return {"label": 0, "rate": _rate(rng, 0.85, 0.999), "review": False}, SUGGESTION_PASS, 0
+            return _labelled(rng, label, 0.8, 0.99), SUGGESTION_REVIEW, _RISK_VIOLATION
+    return _labelled(rng, 0, 0.85, 0.999), SUGGESTION_PASS, 0
 
 
 def _generic(rng: Draws, magic: frozenset[bytes]) -> Verdict:
-    return {"label": 0, "rate": _rate(rng, 0.85, 0.999), "review": False}, SUGGESTION_PASS, 0
+    return _labelled(rng, 0, 0.85, 0.999), SUGGESTION_PASS, 0
 
 
 VERDICTS: Final[dict[str, Callable[[Draws, frozenset[bytes]], Verdict]]] = {
