@@ -17,7 +17,7 @@ from typing import Final
 import msgspec
 
 from .._constants import RECOGNITION_PATH
-from ._asgi import ClientGone, Receive, Reply, Scope, Send, error, read_body
+from ._asgi import Call, ClientGone, Receive, Reply, Scope, Send, error, read_body
 from ._exchange import Exchange
 from ._faults import Fault
 from ._management import MANAGEMENT_PATHS, ManagementRoute
@@ -70,24 +70,24 @@ class FakeTupuApp(ServerState):
         if kind != "http":
             return
         exchange = self.exchange
+        call = Call(scope, receive, send, in_process)
         path: str = scope["path"]
         if scope.get("method") == "HEAD":  # a client warming its connection pool
             self._new_connection(scope)  # set up now, so no API request pays for it
-            await exchange.send(send, Reply(204, b""), count=False)
+            await exchange.answer(call, Reply(204, b""), count=False)
             return
         if path.startswith(CONTROL_PREFIX):
-            reply = await self._control(scope, receive, path)
-            await exchange.send(send, reply, count=False)
+            await exchange.answer(call, await self._control(call, path), count=False)
             return
-        now = time.monotonic()
-        arrival = (now, self.stats.record_arrival(now, path))
+        call.arrived = time.monotonic()
+        call.index = self.stats.record_arrival(call.arrived, path)
         try:
             if path.startswith(RECOGNITION_PATH):
-                await self.recognition.handle(scope, receive, send, arrival, in_process)
+                await self.recognition.handle(call)
             elif path in MANAGEMENT_PATHS:
-                await self.management.handle(scope, receive, send, arrival, in_process)
+                await self.management.handle(call)
             else:
-                await exchange.send(send, error(404, 404, f"no such endpoint: {path}"))
+                await exchange.answer(call, error(404, 404, f"no such endpoint: {path}"))
         except ClientGone:
             return
 
@@ -104,10 +104,10 @@ class FakeTupuApp(ServerState):
         self._connections.add(peer)
         return True
 
-    async def _control(self, scope: Scope, receive: Receive, path: str) -> Reply:
-        body = await read_body(scope, receive, _MAX_CONTROL_BODY_BYTES) or b""
+    async def _control(self, call: Call, path: str) -> Reply:
+        body = await read_body(call, _MAX_CONTROL_BODY_BYTES) or b""
         name = path[len(CONTROL_PREFIX) :]
-        method = scope["method"]
+        method = call.scope["method"]
         if name == "stats" and method == "GET":
             return Reply(200, json_body(self.stats.to_dict()))
         if name == "reset" and method == "POST":

@@ -10,6 +10,7 @@ from ._responses import plain_error_body
 
 __all__ = [
     "JSON",
+    "Call",
     "ClientGone",
     "DroppedConnection",
     "InProcessTimeout",
@@ -30,6 +31,22 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON: Final = b"application/json"
+
+
+@dataclasses.dataclass(slots=True)
+class Call:
+    """One HTTP request being answered: its ASGI scope and callables, and its arrival.
+
+    ``in_process``: served by ``FakeServerTransport``, not over a socket; ``arrived``:
+    ``time.monotonic()`` when it arrived; ``index``: its place among the recorded arrivals.
+    """
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    in_process: bool
+    arrived: float = 0.0
+    index: int = 0
 
 
 class DroppedConnection(Exception):
@@ -83,18 +100,18 @@ async def write_reply(send: Send, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+async def read_body(call: Call, limit: int) -> bytes | None:
     """The whole request body, or None when it is larger than ``limit`` bytes.
 
     Raises :class:`ClientGone` when the client disconnects first.
     """
-    declared = header(scope, b"content-length")
+    declared = header(call.scope, b"content-length")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        message = await call.receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")

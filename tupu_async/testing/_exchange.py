@@ -9,13 +9,13 @@ from typing import Any
 
 import anyio
 
-from ._asgi import ClientGone, Receive, Reply, Scope, Send, error, retry_after_headers, write_reply
+from ._asgi import Call, ClientGone, Reply, Scope, error, retry_after_headers, write_reply
 from ._jsontext import restyle
 from ._parsing import Credentials
 from ._responses import envelope_body, inner_fields, json_body
 from ._state import ServerState
 
-__all__ = ["Exchange", "too_large"]
+__all__ = ["Exchange", "Route", "too_large"]
 
 
 class Exchange:
@@ -31,14 +31,14 @@ class Exchange:
         self._arrival_rng = random.Random(state.seed + 1)
         self._new_connection = new_connection
 
-    async def send(self, send: Send, reply: Reply, *, count: bool = True) -> None:
+    async def answer(self, call: Call, reply: Reply, *, count: bool = True) -> None:
         """Send ``reply``, counting its status and code unless ``count`` is false."""
         if count:
             stats = self.state.stats
             stats.status_counts[reply.status] += 1
             if reply.code is not None:
                 stats.code_counts[reply.code] += 1
-        await write_reply(send, reply)
+        await write_reply(call.send, reply)
 
     def delay(self) -> float:
         """This request's latency: ``latency`` plus or minus up to ``latency_jitter``."""
@@ -48,11 +48,11 @@ class Exchange:
             delay += self._jitter_rng.uniform(-settings.latency_jitter, settings.latency_jitter)
         return delay if delay > 0 else 0.0
 
-    async def sleep(self, delay: float, receive: Receive, in_process: bool) -> None:
+    async def sleep(self, delay: float, call: Call) -> None:
         """Sleep ``delay`` s; over a real server, raise :class:`ClientGone` if the client goes."""
         if delay <= 0:
             return
-        if in_process:  # the transport enforces the client's timeout by cancelling us
+        if call.in_process:  # the transport enforces the client's timeout by cancelling us
             await anyio.sleep(delay)
             return
         gone = False
@@ -60,7 +60,7 @@ class Exchange:
 
             async def watch_disconnect() -> None:
                 nonlocal gone
-                while (await receive())["type"] != "http.disconnect":
+                while (await call.receive())["type"] != "http.disconnect":
                     pass
                 gone = True
                 group.cancel_scope.cancel()
@@ -71,30 +71,18 @@ class Exchange:
         if gone:
             raise ClientGone
 
-    async def pass_gate(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        secret_id: str,
-        arrival: tuple[float, int],
-        in_process: bool,
-    ) -> bool:
-        """Take the request (arrived at ``arrival``: time, index) to the QPS gate.
-
-        True when admitted; otherwise the 429 is sent and False returned.
-        """
-        now, index = arrival
-        gate = await self._reach_gate(scope, receive, now, index, in_process)
+    async def pass_gate(self, call: Call, secret_id: str) -> bool:
+        """Take ``call`` to the QPS gate: True when admitted, else the 429 is sent."""
+        gate = await self._reach_gate(call)
         qps, stats = self.state.qps, self.state.stats
         accepted, throttled = qps.foreign_accepted, qps.foreign_throttled
         admitted = qps.try_acquire(secret_id, gate)
         stats.foreign_accepted += qps.foreign_accepted - accepted
         stats.foreign_throttled += qps.foreign_throttled - throttled
         if not admitted:
-            stats.record_throttled(index)
-            await self.send(
-                send,
+            stats.record_throttled(call.index)
+            await self.answer(
+                call,
                 error(
                     429,
                     429,
@@ -105,21 +93,19 @@ class Exchange:
             )
         return admitted
 
-    async def _reach_gate(
-        self, scope: Scope, receive: Receive, now: float, index: int, in_process: bool
-    ) -> float:
-        """When the request reaches the gate: ``now``, or later under the network knobs."""
+    async def _reach_gate(self, call: Call) -> float:
+        """When ``call`` reaches the gate: its arrival, or later under the network knobs."""
         settings = self.state.settings
         if not settings.arrival_jitter and not settings.connection_setup:
-            return now
+            return call.arrived
         delay = 0.0
-        if settings.connection_setup and self._new_connection(scope):
+        if settings.connection_setup and self._new_connection(call.scope):
             delay += settings.connection_setup
         if settings.arrival_jitter:
             delay += self._arrival_rng.uniform(0.0, settings.arrival_jitter)
-        await self.sleep(delay, receive, in_process)
+        await self.sleep(delay, call)
         gate = time.monotonic()
-        self.state.stats.set_gate_time(index, gate)
+        self.state.stats.set_gate_time(call.index, gate)
         return gate
 
     def signed(self, inner: bytes | dict[str, Any], *, code: int = 0) -> Reply:
@@ -136,3 +122,14 @@ class Exchange:
 
 def too_large(limit: int) -> Reply:
     return error(413, 14, f"request entity too large: the limit is {limit} bytes")
+
+
+class Route:
+    """One family of API endpoints, answering from the exchange's state."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.state = exchange.state
+
+    async def handle(self, call: Call) -> None:
+        raise NotImplementedError

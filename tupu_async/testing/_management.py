@@ -15,8 +15,8 @@ from .._constants import (
     LIBRARY_MAX_URLS_PER_REQUEST,
     LIBRARY_SEARCH_PATH,
 )
-from ._asgi import Receive, Reply, Scope, Send, error, read_body
-from ._exchange import Exchange, too_large
+from ._asgi import Call, Reply, error, read_body
+from ._exchange import Route, too_large
 from ._parsing import Credentials, ManagementRequest, RequestRejected, parse_management
 from ._responses import inner_fields, json_body
 
@@ -32,44 +32,33 @@ _ITEM_LIMITS: Final = {
 MANAGEMENT_PATHS: Final = frozenset({LIBRARY_SEARCH_PATH, LIBRARY_IMAGES_PATH, *_ITEM_LIMITS})
 
 
-class ManagementRoute:
+class ManagementRoute(Route):
     """Answers image-library requests from ``state.libraries`` (never faulted)."""
 
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        self.state = exchange.state
-
-    async def handle(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        arrival: tuple[float, int],
-        in_process: bool,
-    ) -> None:
+    async def handle(self, call: Call) -> None:
         exchange = self.exchange
-        path: str = scope["path"]
-        if scope["method"] != "POST":
-            await exchange.send(send, error(405, 405, "use POST"))
+        path: str = call.scope["path"]
+        if call.scope["method"] != "POST":
+            await exchange.answer(call, error(405, 405, "use POST"))
             return
         limit = (
             LIBRARY_MAX_BODY_BYTES if path == LIBRARY_ADD_BASE64_PATH else MAX_MANAGEMENT_BODY_BYTES
         )
-        body = await read_body(scope, receive, limit)
+        body = await read_body(call, limit)
         if body is None:
-            await exchange.send(send, too_large(limit))
+            await exchange.answer(call, too_large(limit))
             return
         try:
             request = parse_management(body)
         except RequestRejected as exc:
-            await exchange.send(send, error(exc.status, exc.code, exc.message))
+            await exchange.answer(call, error(exc.status, exc.code, exc.message))
             return
         secret_id = request.secret_id
-        self.state.stats.set_secret_id(arrival[1], secret_id)
-        if not await exchange.pass_gate(scope, receive, send, secret_id, arrival, in_process):
+        self.state.stats.set_secret_id(call.index, secret_id)
+        if not await exchange.pass_gate(call, secret_id):
             return
-        await exchange.sleep(exchange.delay(), receive, in_process)
-        await exchange.send(send, self._manage(path, request))
+        await exchange.sleep(exchange.delay(), call)
+        await exchange.answer(call, self._manage(path, request))
 
     def _manage(self, path: str, request: ManagementRequest) -> Reply:
         credentials = request.credentials

@@ -15,18 +15,17 @@ from .._constants import (
 )
 from ._asgi import (
     JSON,
+    Call,
     DroppedConnection,
     InProcessTimeout,
-    Receive,
     Reply,
     Scope,
-    Send,
     error,
     header,
     read_body,
     retry_after_headers,
 )
-from ._exchange import Exchange, too_large
+from ._exchange import Route, too_large
 from ._faults import Fault
 from ._parsing import (
     ReceivedImage,
@@ -56,74 +55,61 @@ def _request_kind(images: Sequence[ReceivedImage], base64_route: bool) -> str:
     return "url" if images[0].is_url else "file"
 
 
-class RecognitionRoute:
+class RecognitionRoute(Route):
     """Answers recognition requests from ``state``, faults included."""
 
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        self.state = exchange.state
-
-    async def handle(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        arrival: tuple[float, int],
-        in_process: bool,
-    ) -> None:
+    async def handle(self, call: Call) -> None:
         exchange = self.exchange
-        path: str = scope["path"]
+        path: str = call.scope["path"]
         base64_route = path.startswith(BASE64_RECOGNITION_PATH)
         secret_id = path[len(BASE64_RECOGNITION_PATH if base64_route else RECOGNITION_PATH) :]
         if not secret_id or "/" in secret_id:
-            await exchange.send(send, error(404, 404, f"no such endpoint: {path}"))
+            await exchange.answer(call, error(404, 404, f"no such endpoint: {path}"))
             return
-        self.state.stats.set_secret_id(arrival[1], secret_id)
-        if scope["method"] != "POST":
-            await exchange.send(send, error(405, 405, "use POST"))
+        self.state.stats.set_secret_id(call.index, secret_id)
+        if call.scope["method"] != "POST":
+            await exchange.answer(call, error(405, 405, "use POST"))
             return
         limit = MAX_BASE64_BODY_BYTES if base64_route else MAX_RECOGNITION_BODY_BYTES
-        body = await read_body(scope, receive, limit)
-        if not await exchange.pass_gate(scope, receive, send, secret_id, arrival, in_process):
+        body = await read_body(call, limit)
+        if not await exchange.pass_gate(call, secret_id):
             return
         if body is None:
-            await exchange.send(send, too_large(limit))
+            await exchange.answer(call, too_large(limit))
             return
-        parsed = self._parse(body, scope, base64_route)
+        parsed = self._parse(body, call.scope, base64_route)
         fault = self.state.fault_plan.next_fault()
         if fault is not None:
             self.state.stats.faults[fault] += 1
             if fault == Fault.TIMEOUT:
-                await exchange.sleep(
-                    self.state.fault_plan.config.timeout_delay, receive, in_process
-                )
-                if in_process:
+                await exchange.sleep(self.state.fault_plan.config.timeout_delay, call)
+                if call.in_process:
                     raise InProcessTimeout
             elif fault in _HTTP_FAULTS:
-                await exchange.sleep(exchange.delay(), receive, in_process)
-                await self._http_fault(fault, receive, send, in_process)
+                await exchange.sleep(exchange.delay(), call)
+                await self._http_fault(fault, call)
                 return
-        await exchange.sleep(exchange.delay(), receive, in_process)
+        await exchange.sleep(exchange.delay(), call)
         reply = self._recognize(path, secret_id, parsed, base64_route, fault)
         if fault == Fault.BAD_SIGNATURE and reply.status == 200:
             reply.body = corrupt_signature(reply.body)
         elif fault == Fault.TRUNCATED_BODY and reply.status == 200:
             reply.body = reply.body[: len(reply.body) // 2]
-        await exchange.send(send, reply)
+        await exchange.answer(call, reply)
 
-    async def _http_fault(self, fault: str, receive: Receive, send: Send, in_process: bool) -> None:
+    async def _http_fault(self, fault: str, call: Call) -> None:
         exchange = self.exchange
         if fault == Fault.HTTP_500:
-            await exchange.send(send, error(500, 100, "internal server error (injected fault)"))
+            await exchange.answer(call, error(500, 100, "internal server error (injected fault)"))
         elif fault == Fault.HTTP_502:
-            await exchange.send(send, Reply(502, HTML_502_PAGE, content_type=b"text/html"))
+            await exchange.answer(call, Reply(502, HTML_502_PAGE, content_type=b"text/html"))
         elif fault == Fault.HTTP_429:
             headers = retry_after_headers(self.state.fault_plan.config.retry_after)
             reply = error(429, 429, "too many requests (injected fault)", headers=headers)
-            await exchange.send(send, reply)
+            await exchange.answer(call, reply)
         else:
             self.state.stats.status_counts[0] += 1  # 0: no HTTP answer at all
-            await _drop_connection(receive, send, in_process)
+            await _drop_connection(call)
 
     def _parse(
         self, body: bytes, scope: Scope, base64_route: bool
@@ -206,9 +192,10 @@ def _tasks(request: RecognitionRequest, known: Sequence[str]) -> list[str] | str
     return wanted
 
 
-async def _drop_connection(receive: Receive, send: Send, in_process: bool) -> None:
+async def _drop_connection(call: Call) -> None:
     """End the exchange without a complete HTTP answer."""
-    if in_process:
+    receive, send = call.receive, call.send
+    if call.in_process:
         raise DroppedConnection
     # uvicorn: the receive callable is bound to the request cycle holding the transport.
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
