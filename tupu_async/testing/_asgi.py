@@ -22,6 +22,7 @@ __all__ = [
     "header",
     "read_body",
     "retry_after_headers",
+    "too_large",
     "write_reply",
 ]
 
@@ -75,6 +76,11 @@ class Reply:
 def error(status: int, code: int, message: str, **kwargs: Any) -> Reply:
     """A plain JSON error ``{"error": {"code", "message"}}``."""
     return Reply(status, plain_error_body(code, message), **kwargs)
+
+
+def too_large(limit: int) -> Reply:
+    """HTTP 413 for a body over ``limit`` bytes."""
+    return error(413, 14, f"request entity too large: the limit is {limit} bytes")
 
 
 def retry_after_headers(seconds: float | None) -> Sequence[tuple[bytes, bytes]]:

@@ -15,7 +15,7 @@ from ._parsing import Credentials
 from ._responses import envelope_body, inner_fields, json_body
 from ._state import ServerState
 
-__all__ = ["Exchange", "Route", "too_large"]
+__all__ = ["Exchange", "Route"]
 
 
 class Exchange:
@@ -118,10 +118,6 @@ class Exchange:
     def envelope(self, code: int, message: str, credentials: Credentials) -> Reply:
         """A signed answer carrying only ``code`` and ``message``."""
         return self.signed(inner_fields(code, message, credentials.nonce_echo), code=code)
-
-
-def too_large(limit: int) -> Reply:
-    return error(413, 14, f"request entity too large: the limit is {limit} bytes")
 
 
 class Route:

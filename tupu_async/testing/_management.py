@@ -15,8 +15,8 @@ from .._constants import (
     LIBRARY_MAX_URLS_PER_REQUEST,
     LIBRARY_SEARCH_PATH,
 )
-from ._asgi import Call, Reply, error, read_body
-from ._exchange import Route, too_large
+from ._asgi import Call, Reply, error, read_body, too_large
+from ._exchange import Route
 from ._parsing import Credentials, ManagementRequest, RequestRejected, parse_management
 from ._responses import inner_fields, json_body
 

@@ -19,13 +19,13 @@ from ._asgi import (
     DroppedConnection,
     InProcessTimeout,
     Reply,
-    Scope,
     error,
     header,
     read_body,
     retry_after_headers,
+    too_large,
 )
-from ._exchange import Route, too_large
+from ._exchange import Route
 from ._faults import Fault
 from ._parsing import (
     ReceivedImage,
@@ -77,7 +77,7 @@ class RecognitionRoute(Route):
         if body is None:
             await exchange.answer(call, too_large(limit))
             return
-        parsed = self._parse(body, call.scope, base64_route)
+        parsed = self._parse(body, call, base64_route)
         fault = self.state.fault_plan.next_fault()
         if fault is not None:
             self.state.stats.faults[fault] += 1
@@ -112,14 +112,14 @@ class RecognitionRoute(Route):
             await _drop_connection(call)
 
     def _parse(
-        self, body: bytes, scope: Scope, base64_route: bool
+        self, body: bytes, call: Call, base64_route: bool
     ) -> RecognitionRequest | RequestRejected:
         """Parse the body and count its images (every admitted request, faulted or not)."""
         try:
             if base64_route:
                 request = parse_base64_recognition(body)
             else:
-                request = parse_recognition(body, header(scope, b"content-type"))
+                request = parse_recognition(body, header(call.scope, b"content-type"))
         except RequestRejected as exc:
             return exc
         self.state.stats.record_images(len(request.images))
