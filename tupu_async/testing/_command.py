@@ -240,12 +240,7 @@ async def _serve_until_signalled(
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
     _tell_people(ready, args)
-    # The fake's long-lived state (result pools, stores) would make every full garbage
-    # collection walk it: a 20-30 ms pause that stamps arrivals late, a jitter of the
-    # fake, not of the service. Freeze what exists now. (Raising the thresholds instead
-    # made it worse: each request leaves cyclic garbage, and collecting 60,000 young
-    # objects at once paused the server for 200 ms, measured.)
-    gc.freeze()
+    gc.freeze()  # long-lived state out of full collections (docs/design-fake.md)
     await task
 
 

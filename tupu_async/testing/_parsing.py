@@ -3,10 +3,9 @@
 Recognition requests come as JSON (``image`` URLs), ``multipart/form-data`` (repeated
 ``image`` fields holding files or URL strings) or ``x-www-form-urlencoded`` (URLs); the
 base64 endpoint takes JSON ``images``; the management endpoints take JSON with the
-credentials in the body. ``timestamp`` and ``nonce`` are kept as the exact text received,
-since the signature covers that text; a JSON number is checked in its JavaScript spelling
-(``1.2e-05`` as ``0.000012``), as the service rebuilds it. A multipart file that is a ZIP
-archive stands for its members, each an image (named by its path in the archive).
+credentials in the body. ``timestamp`` and ``nonce`` are kept as the exact text received
+(a JSON number in its JavaScript spelling). A multipart ZIP file stands for its member
+images, each named by its path in the archive.
 
 A body that cannot be used raises ``RequestRejected`` carrying the HTTP status and the
 plain JSON error to answer with.

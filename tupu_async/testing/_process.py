@@ -178,8 +178,6 @@ class FakeServerProcess(Service):
         self.libraries = dict(ready.get("libraries", {}))
         self.pid = int(ready["pid"])
         if self._cpus and hasattr(os, "sched_setaffinity"):
-            # Like the real service, the fake gets hardware of its own: on a small machine
-            # a benchmark pins it away from the client so neither steals the other's core.
             os.sched_setaffinity(self.pid, self._cpus)
         return self
 
@@ -269,9 +267,6 @@ class FakeServerProcess(Service):
 def split_cores() -> tuple[set[int], set[int]] | None:
     """(client cores, server cores): the last usable core for the fake server, the rest
     for the client; None where affinity is not supported or only one core is usable.
-
-    Benchmarks and the demo give the fake server a core of its own, as the real service
-    has its own hardware, so that neither process's scheduling shows up as network jitter.
     """
     if not hasattr(os, "sched_getaffinity"):
         return None

@@ -119,7 +119,7 @@ class FakeTupuServer:
 
     Guarantees:
 
-    - the protocol of the real service (../api-docs): signed requests checked (codes 1, 6,
+    - the protocol of the real service: signed requests checked (codes 1, 6,
       9, 12, replay), QPS per secret id (HTTP 429), the 10-image, 1 MiB and 30 MiB limits,
       tag tail completion, task filtering (code 7), per-image code 14, a summary, and
       every answer signed with :attr:`public_key_pem`'s private half;
@@ -132,10 +132,10 @@ class FakeTupuServer:
       checked in its JavaScript spelling (``1.2e-05`` as ``0.000012``), and the signed
       response text is escaped per ``json_style`` (see :data:`JSON_STYLES`), so a client
       must verify the text exactly as received; multipart ZIP uploads stand for their
-      member images.
+      member images;
     - network knobs delay when a request reaches the QPS gate (``arrival_jitter``,
-      ``connection_setup`` for a new connection's first request) or share its window
-      with another client (``foreign_qps``); ``stats.gate_times`` records when each did;
+      ``connection_setup``) or share its window with another client (``foreign_qps``);
+      ``stats.gate_times`` records when each did.
 
     Not thread-safe for concurrent mutation; serve it from one event loop at a time.
     """

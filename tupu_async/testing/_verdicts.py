@@ -69,8 +69,7 @@ Verdict = tuple[Entry, int, int]
 
 
 class Draws:
-    """Deterministic pseudo-random draws from BLAKE2b blocks of a seed (cheap to start,
-    unlike ``random.Random``, which matters when every image of every request needs one)."""
+    """Deterministic pseudo-random draws from BLAKE2b blocks of ``seed``."""
 
     __slots__ = ("_block", "_blocks", "_position", "_seed")
 
