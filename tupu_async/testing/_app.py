@@ -43,6 +43,7 @@ class FakeTupuApp(ServerState):
 
     def __post_init__(self) -> None:
         self._connections: set[object] = set()
+        # Looked up on each call, so a test may replace _new_connection on the instance.
         self.exchange = Exchange(self, lambda scope: self._new_connection(scope))
         self.recognition = RecognitionRoute(self.exchange)
         self.management = ManagementRoute(self.exchange)
