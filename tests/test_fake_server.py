@@ -1019,7 +1019,7 @@ def test_go_time_string_trims_like_go() -> None:
 
 
 def test_serve_command_options_build_the_server(tmp_path: pathlib.Path) -> None:
-    from tupu_async.testing._process import _server_from_args, build_parser
+    from tupu_async.testing._command import _server_from_args, build_parser
 
     key_out = tmp_path / "client.pem"
     signing_out = tmp_path / "server.pem"

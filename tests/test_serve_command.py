@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tupu_async.testing import DOWNLOAD_FAIL_WORD
-from tupu_async.testing._process import _tell_people, build_parser, export_line
+from tupu_async.testing._command import _tell_people, build_parser, export_line
 
 
 def test_export_line_quotes_and_resolves_paths(tmp_path: pathlib.Path) -> None:

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from ._faults import ALL_FAULT_KINDS, FaultConfig
 from ._jsontext import JSON_STYLES, JsonStyle, js_number_text
-from ._library import ImageLibrary, LibraryImage
+from ._library import FakeLibrary, StoredImage
 from ._process import FakeServerProcess, spawn_fake_server, split_cores
 from ._redis import DelayProxy, RedisServer
-from ._results import MAGIC_OUTCOMES
 from ._server import DEFAULT_TASKS, DOWNLOAD_FAIL_WORD, FakeTupuServer
 from ._stats import FakeServerStats, RecordedRequest, max_arrivals_in_window
 from ._transport import FakeServerTransport
+from ._verdicts import MAGIC_OUTCOMES
 
 __all__ = [
     "ALL_FAULT_KINDS",
@@ -41,16 +41,16 @@ __all__ = [
     "JSON_STYLES",
     "MAGIC_OUTCOMES",
     "DelayProxy",
+    "FakeLibrary",
     "FakeServerProcess",
     "FakeServerStats",
     "FakeServerTransport",
     "FakeTupuServer",
     "FaultConfig",
-    "ImageLibrary",
     "JsonStyle",
-    "LibraryImage",
     "RecordedRequest",
     "RedisServer",
+    "StoredImage",
     "js_number_text",
     "max_arrivals_in_window",
     "spawn_fake_server",

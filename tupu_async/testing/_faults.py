@@ -14,28 +14,25 @@ import random
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["ALL_FAULT_KINDS", "FaultConfig", "FaultPlan"]
+__all__ = ["ALL_FAULT_KINDS", "Fault", "FaultConfig", "FaultPlan"]
 
-HTTP_500: Final = "http_500"
-HTTP_502: Final = "http_502"
-HTTP_429: Final = "http_429"
-DROP_CONNECTION: Final = "drop_connection"
-CODE_100: Final = "code_100"
-CODE_101: Final = "code_101"
-BAD_SIGNATURE: Final = "bad_signature"
-TRUNCATED_BODY: Final = "truncated_body"
-TIMEOUT: Final = "timeout"
 
-ALL_FAULT_KINDS: Final[tuple[str, ...]] = (
-    HTTP_500,
-    HTTP_502,
-    HTTP_429,
-    DROP_CONNECTION,
-    CODE_100,
-    CODE_101,
-    BAD_SIGNATURE,
-    TRUNCATED_BODY,
-    TIMEOUT,
+class Fault:
+    """The fault kinds, by name (plain ``str`` constants)."""
+
+    HTTP_500 = "http_500"
+    HTTP_502 = "http_502"
+    HTTP_429 = "http_429"
+    DROP_CONNECTION = "drop_connection"
+    CODE_100 = "code_100"
+    CODE_101 = "code_101"
+    BAD_SIGNATURE = "bad_signature"
+    TRUNCATED_BODY = "truncated_body"
+    TIMEOUT = "timeout"
+
+
+ALL_FAULT_KINDS: Final[tuple[str, ...]] = tuple(
+    value for name, value in vars(Fault).items() if name.isupper()
 )
 """Every fault kind the fake server can inject, in a fixed order."""
 

@@ -1,8 +1,6 @@
 """Image format sniffing from magic bytes, for the formats the Tupu API accepts.
 
-Deliberately independent of ``tupu_async._images.sniff_format``: the fake server is
-what checks the client, so it must not share the client's code (a bug there would be
-invisible to every test).
+Independent of the client's sniffing on purpose (see ``docs/design-fake.md``).
 """
 
 from __future__ import annotations

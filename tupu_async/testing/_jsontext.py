@@ -1,10 +1,8 @@
 """How the service spells JSON: numbers as JavaScript prints them, and its escape styles.
 
-The service rebuilds a nonce or timestamp sent as a JSON number with JavaScript's
-``Number.prototype.toString`` before checking the signature, so ``1.2e-05`` is checked as
-``0.000012``. Its signed response text is not in one canonical spelling either: the
-styles here reproduce the variants seen, so a client that re-serialises the inner JSON
-before verifying it fails against the fake.
+``js_number_text`` gives ``Number.prototype.toString``'s spelling of a JSON number
+(``1.2e-05`` -> ``0.000012``); ``restyle`` re-escapes a response text in one of
+``JSON_STYLES``.
 """
 
 from __future__ import annotations

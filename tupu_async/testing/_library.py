@@ -1,10 +1,7 @@
 """The fake server's in-memory image libraries (图片名单库) and their operations.
 
-Shapes follow ../api-docs/image-library-management.zh.txt: library search returns
-``{id, name, type, threshold, status, images}``, image search ``{name, url, updatedAt}``
-with ``updatedAt`` in Go's ``time.Time.String()`` form (``2022-06-16 07:01:51.935 +0000
-UTC``, millisecond precision, trailing zeros trimmed as Go does), and each add/delete
-answers one ``{code, error, name[, url]}`` item per input item, in input order.
+Answers have the service's shapes: one ``{code, error, name[, url]}`` item per input
+item, in input order (details in ``docs/design-fake.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from typing import Any, Final
 from ._formats import sniff_image_format
 from ._parsing import LibraryImageItem
 
-__all__ = ["ImageLibrary", "LibraryImage", "LibraryStore", "go_time_string"]
+__all__ = ["FakeLibrary", "LibraryStore", "StoredImage", "go_time_string"]
 
 STORED_URL_PREFIX: Final = "https://static.tuputech.com/lts/image/original/"
 
@@ -37,21 +34,21 @@ def go_time_string(moment: datetime.datetime) -> str:
     return text + " +0000 UTC"
 
 
-@dataclasses.dataclass
-class LibraryImage:
-    """One image stored in a library."""
+@dataclasses.dataclass(slots=True)
+class StoredImage:
+    """One image stored in a fake library (``source``: the URL it came from, or "base64")."""
 
     name: str
     url: str
     updated_at: datetime.datetime
-    source: str = ""  # the URL it was added from, or "base64"
+    source: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "url": self.url, "updatedAt": go_time_string(self.updated_at)}
 
 
-@dataclasses.dataclass
-class ImageLibrary:
+@dataclasses.dataclass(slots=True)
+class FakeLibrary:
     """One image library; ``secret_id`` None means every secret id sees it."""
 
     id: str
@@ -60,7 +57,7 @@ class ImageLibrary:
     threshold: float = 0.95
     status: int = 0
     secret_id: str | None = None
-    images: dict[str, LibraryImage] = dataclasses.field(default_factory=dict)
+    images: dict[str, StoredImage] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,27 +78,20 @@ class LibraryStore:
     """Every library of one fake server, with the operations the endpoints run."""
 
     def __init__(self, *, clock: Callable[[], datetime.datetime] = _now) -> None:
-        self._libraries: dict[str, ImageLibrary] = {}
+        self._libraries: dict[str, FakeLibrary] = {}
         self._counter = itertools.count(1)
         self._clock = clock
 
-    def create(
-        self,
-        name: str,
-        *,
-        type: int = 0,
-        threshold: float = 0.95,
-        status: int = 0,
-        secret_id: str | None = None,
-    ) -> str:
+    def new_id(self, name: str) -> str:
+        """A fresh library id (24 hex digits, as the service's)."""
         number = next(self._counter)
-        library_id = hashlib.sha256(f"library:{number}:{name}".encode()).hexdigest()[:24]
-        self._libraries[library_id] = ImageLibrary(
-            library_id, name, type, threshold, status, secret_id
-        )
-        return library_id
+        return hashlib.sha256(f"library:{number}:{name}".encode()).hexdigest()[:24]
 
-    def get(self, library_id: str, secret_id: str | None = None) -> ImageLibrary | None:
+    def add(self, library: FakeLibrary) -> str:
+        self._libraries[library.id] = library
+        return library.id
+
+    def get(self, library_id: str, secret_id: str | None = None) -> FakeLibrary | None:
         library = self._libraries.get(library_id)
         if library is None:
             return None
@@ -120,45 +110,26 @@ class LibraryStore:
 
     def add_urls(
         self,
-        library: ImageLibrary,
+        library: FakeLibrary,
         items: Sequence[LibraryImageItem],
         download_fails: Callable[[str], bool],
     ) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
-        for item in items:
+        def refusal(item: LibraryImageItem) -> tuple[int, str] | None:
             if not item.name or not item.url:
-                missing = "name" if not item.name else "url"
-                results.append(_item(3, f"missing {missing}", item.name, item.url or ""))
-            elif download_fails(item.url):
-                results.append(_item(14, "download failed", item.name, item.url))
-            else:
-                stored = self._store(library, item.name, source=item.url)
-                results.append(_item(0, "", item.name, stored.url))
-        return results
+                return 3, f"missing {'name' if not item.name else 'url'}"
+            if download_fails(item.url):
+                return 14, "download failed"
+            return None
+
+        return self._add(library, items, refusal, from_url=True)
 
     def add_base64(
-        self, library: ImageLibrary, items: Sequence[LibraryImageItem]
+        self, library: FakeLibrary, items: Sequence[LibraryImageItem]
     ) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
-        for item in items:
-            if not item.name or not item.content:
-                missing = "name" if not item.name else "content"
-                results.append(_item(3, f"missing {missing}", item.name, ""))
-                continue
-            try:
-                data = base64.b64decode(item.content, validate=True)
-            except (binascii.Error, ValueError):
-                results.append(_item(14, "invalid base64 image content", item.name, ""))
-                continue
-            if sniff_image_format(data) is None:
-                results.append(_item(14, "unsupported image format", item.name, ""))
-                continue
-            stored = self._store(library, item.name, source="base64")
-            results.append(_item(0, "", item.name, stored.url))
-        return results
+        return self._add(library, items, _base64_refusal, from_url=False)
 
     def delete(
-        self, library: ImageLibrary, items: Sequence[LibraryImageItem]
+        self, library: FakeLibrary, items: Sequence[LibraryImageItem]
     ) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         for item in items:
@@ -169,15 +140,44 @@ class LibraryStore:
                 results.append({"code": 0, "error": "", "name": name})
         return results
 
-    def _store(self, library: ImageLibrary, name: str, *, source: str) -> LibraryImage:
-        url = f"{STORED_URL_PREFIX}{library.id}/{urllib.parse.quote(name)}"
-        image = LibraryImage(name, url, self._clock(), source)
-        library.images.pop(name, None)  # re-adding a name replaces it (and moves it last)
-        library.images[name] = image
-        return image
+    def _add(
+        self,
+        library: FakeLibrary,
+        items: Sequence[LibraryImageItem],
+        refusal: Callable[[LibraryImageItem], tuple[int, str] | None],
+        *,
+        from_url: bool,
+    ) -> list[dict[str, Any]]:
+        """One ``{code, error, name, url}`` per item: stored, or refused by ``refusal``."""
+        results: list[dict[str, Any]] = []
+        for item in items:
+            refused = refusal(item)
+            if refused is not None:
+                url = (item.url or "") if from_url else ""
+                results.append(_item(*refused, item.name, url))
+                continue
+            name = item.name or ""
+            url = f"{STORED_URL_PREFIX}{library.id}/{urllib.parse.quote(name)}"
+            source = (item.url or "") if from_url else "base64"
+            library.images.pop(name, None)  # re-adding a name replaces it (and moves it last)
+            library.images[name] = StoredImage(name, url, self._clock(), source)
+            results.append(_item(0, "", name, url))
+        return results
 
     def reset(self) -> None:
         self._libraries.clear()
+
+
+def _base64_refusal(item: LibraryImageItem) -> tuple[int, str] | None:
+    if not item.name or not item.content:
+        return 3, f"missing {'name' if not item.name else 'content'}"
+    try:
+        data = base64.b64decode(item.content, validate=True)
+    except (binascii.Error, ValueError):
+        return 14, "invalid base64 image content"
+    if sniff_image_format(data) is None:
+        return 14, "unsupported image format"
+    return None
 
 
 def _item(code: int, error: str, name: str | None, url: str) -> dict[str, Any]:

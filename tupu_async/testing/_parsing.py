@@ -3,10 +3,9 @@
 Recognition requests come as JSON (``image`` URLs), ``multipart/form-data`` (repeated
 ``image`` fields holding files or URL strings) or ``x-www-form-urlencoded`` (URLs); the
 base64 endpoint takes JSON ``images``; the management endpoints take JSON with the
-credentials in the body. ``timestamp`` and ``nonce`` are kept as the exact text received,
-since the signature covers that text; a JSON number is checked in its JavaScript spelling
-(``1.2e-05`` as ``0.000012``), as the service rebuilds it. A multipart file that is a ZIP
-archive stands for its members, each an image (named by its path in the archive).
+credentials in the body. ``timestamp`` and ``nonce`` are kept as the exact text received
+(a JSON number in its JavaScript spelling). A multipart ZIP file stands for its member
+images, each named by its path in the archive.
 
 A body that cannot be used raises ``RequestRejected`` carrying the HTTP status and the
 plain JSON error to answer with.
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Final
@@ -25,20 +25,51 @@ import msgspec
 from .._exceptions import InvalidImageError
 from .._zip import is_zip, read_zip_members
 from ._jsontext import js_number_text
-from ._results import ImageInput, complete_tail
 
 __all__ = [
     "Credentials",
     "LibraryImageItem",
     "ManagementRequest",
+    "ReceivedImage",
     "RecognitionRequest",
     "RequestRejected",
+    "complete_tail",
     "parse_base64_recognition",
     "parse_management",
     "parse_recognition",
 ]
 
 CODE_NO_FILE: Final = 3
+
+
+@dataclasses.dataclass(slots=True, kw_only=True, repr=False)
+class ReceivedImage:
+    """One image of a request as received: a URL, or content (unnamed on base64).
+
+    ``error`` is the per-image (code 14) message when the image is unusable as sent.
+    """
+
+    name: str | None
+    url: str | None = None
+    content: bytes | None = None
+    error: str | None = None
+
+    @property
+    def is_url(self) -> bool:
+        return self.url is not None
+
+    def __repr__(self) -> str:
+        what = f"url={self.url!r}" if self.url is not None else f"{len(self.content or b'')} bytes"
+        return f"ReceivedImage(name={self.name!r}, {what})"
+
+
+def complete_tail(values: Sequence[str], count: int) -> list[str] | None:
+    """``values`` aligned to ``count`` images: the last repeats, extras drop; None if empty."""
+    if not values:
+        return None
+    if len(values) >= count:
+        return list(values[:count])
+    return [*values, *([values[-1]] * (count - len(values)))]
 
 
 class RequestRejected(Exception):
@@ -75,27 +106,16 @@ class Credentials:
         )
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class RecognitionRequest:
     """One recognition request: its images and options, and its credentials."""
 
-    __slots__ = ("credentials", "images", "referer", "sequence_ids", "tags", "tasks")
-
-    def __init__(
-        self,
-        *,
-        images: list[ImageInput],
-        tags: list[str],
-        tasks: list[str],
-        sequence_ids: list[str],
-        referer: str | None,
-        credentials: Credentials,
-    ) -> None:
-        self.images = images
-        self.tags = tags
-        self.tasks = tasks
-        self.sequence_ids = sequence_ids
-        self.referer = referer
-        self.credentials = credentials
+    images: list[ReceivedImage]
+    tags: list[str]
+    tasks: list[str]
+    sequence_ids: list[str]
+    referer: str | None
+    credentials: Credentials
 
 
 # -- JSON -------------------------------------------------------------------------------
@@ -141,17 +161,15 @@ class _JsonManagement(msgspec.Struct):
     images: list[LibraryImageItem] | None = None
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class ManagementRequest:
     """A management request body: the secret id, credentials and the operation's fields."""
 
-    __slots__ = ("credentials", "images", "library_id", "name", "secret_id")
-
-    def __init__(self, body: _JsonManagement, credentials: Credentials) -> None:
-        self.secret_id = body.secretId or ""
-        self.credentials = credentials
-        self.name = body.name
-        self.library_id = body.imageLibraryId
-        self.images = body.images
+    secret_id: str
+    credentials: Credentials
+    name: str | None
+    library_id: str | None
+    images: list[LibraryImageItem] | None
 
 
 _recognition_decoder = msgspec.json.Decoder(_JsonRecognition)
@@ -205,7 +223,7 @@ def _decode_json(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
 def _parse_recognition_json(body: bytes) -> RecognitionRequest:
     parsed: _JsonRecognition = _decode_json(_recognition_decoder, body)
     return RecognitionRequest(
-        images=[ImageInput(name=url, url=url) for url in _as_list(parsed.image)],
+        images=[ReceivedImage(name=url, url=url) for url in _as_list(parsed.image)],
         tags=_as_list(parsed.tag),
         tasks=_as_list(parsed.task),
         sequence_ids=_as_list(parsed.sequenceId),
@@ -301,7 +319,7 @@ def _parse_urlencoded(body: bytes) -> list[tuple[str, str | None, bytes]]:
 
 
 def _recognition_from_fields(fields: Sequence[tuple[str, str | None, bytes]]) -> RecognitionRequest:
-    images: list[ImageInput] = []
+    images: list[ReceivedImage] = []
     lists: dict[str, list[str]] = {"tag": [], "task": [], "sequenceId": []}
     singles: dict[str, str] = {}
     has_file = has_url = False
@@ -311,12 +329,12 @@ def _recognition_from_fields(fields: Sequence[tuple[str, str | None, bytes]]) ->
             if filename is not None:
                 has_file = True
                 expanded = _zip_members(filename, data) if is_zip(data) else None
-                images.extend(expanded or [ImageInput(name=filename, content=data)])
+                images.extend(expanded or [ReceivedImage(name=filename, content=data)])
                 per_field.append(len(expanded) if expanded else 1)
             else:
                 has_url = True
                 url = data.decode("utf-8", "replace").strip()
-                images.append(ImageInput(name=url, url=url))
+                images.append(ReceivedImage(name=url, url=url))
                 per_field.append(1)
         elif name in lists:
             lists[name].append(data.decode("utf-8", "replace"))
@@ -343,13 +361,13 @@ def _recognition_from_fields(fields: Sequence[tuple[str, str | None, bytes]]) ->
     )
 
 
-def _zip_members(filename: str, data: bytes) -> list[ImageInput]:
+def _zip_members(filename: str, data: bytes) -> list[ReceivedImage]:
     """The member images of an uploaded ZIP; a refused archive is one failed image."""
     try:
         members = read_zip_members(data, archive=filename)
     except InvalidImageError as exc:
-        return [ImageInput(name=filename, content=b"", error=str(exc))]
-    return [ImageInput(name=member.name, content=member.data) for member in members]
+        return [ReceivedImage(name=filename, content=b"", error=str(exc))]
+    return [ReceivedImage(name=member.name, content=member.data) for member in members]
 
 
 def _spread(values: list[str], per_field: list[int]) -> list[str]:
@@ -381,12 +399,12 @@ def parse_recognition(body: bytes, content_type: bytes) -> RecognitionRequest:
     )
 
 
-def _decode_base64_image(text: str) -> ImageInput:
+def _decode_base64_image(text: str) -> ReceivedImage:
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        return ImageInput(name=None, content=b"", error="invalid base64 image content")
-    return ImageInput(name=None, content=data)
+        return ReceivedImage(name=None, content=b"", error="invalid base64 image content")
+    return ReceivedImage(name=None, content=data)
 
 
 def parse_base64_recognition(body: bytes) -> RecognitionRequest:
@@ -406,5 +424,9 @@ def parse_management(body: bytes) -> ManagementRequest:
     """Parse a ``/v3/management/...`` JSON body."""
     parsed: _JsonManagement = _decode_json(_management_decoder, body)
     return ManagementRequest(
-        parsed, _json_credentials(parsed.timestamp, parsed.nonce, parsed.signature)
+        secret_id=parsed.secretId or "",
+        credentials=_json_credentials(parsed.timestamp, parsed.nonce, parsed.signature),
+        name=parsed.name,
+        library_id=parsed.imageLibraryId,
+        images=parsed.images,
     )

@@ -21,7 +21,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+
+from ._service import Service
 
 __all__ = ["DelayProxy", "RedisServer", "free_port", "redis_required", "redis_server_binary"]
 
@@ -55,7 +56,17 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class _RedisEndpoint(Service):
+    """Something Redis clients reach at ``127.0.0.1:port``."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+class RedisServer(_RedisEndpoint):
     """One redis-server process. Use as a context manager, or call start() and stop().
 
     ``port`` None picks a free port; giving a port lets a test bring a server up on an
@@ -72,10 +83,6 @@ class RedisServer:
         self.port = port if port is not None else free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         """Start the server and wait until it answers PING; raise RuntimeError if it cannot."""
@@ -156,19 +163,8 @@ class RedisServer:
                         calls[name] = int(field[len("calls=") :])
         return calls
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class DelayProxy:
+class DelayProxy(_RedisEndpoint):
     """A loopback TCP proxy to ``127.0.0.1:target_port`` that delays every byte.
 
     Each chunk is delivered ``delay / 2`` seconds after it was read, in each direction, so
@@ -190,10 +186,6 @@ class DelayProxy:
         self._flowing: asyncio.Event | None = None  # set while traffic flows
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> DelayProxy:
         """Start listening; return once connections are accepted."""
@@ -309,14 +301,3 @@ class DelayProxy:
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await reading
-
-    def __enter__(self) -> DelayProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -5,31 +5,22 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Final
+from typing import Final, Generic, Literal, TypeVar, overload
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from .._constants import (
-    MAX_QPS,
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_POLITICAL,
-    TASK_PORN,
-    TASK_VIOLATION,
-    TASK_VIOLENCE,
-    TASK_VULGAR,
-)
+from .._constants import MAX_QPS, Task
 from .._keys import KeySource, load_private_key, load_public_key
-from ._app import AppSettings, FakeTupuApp
+from ._app import FakeTupuApp
 from ._auth import Authenticator
 from ._faults import FaultConfig, FaultPlan
 from ._jsontext import JsonStyle, StyleCycle
-from ._library import ImageLibrary, LibraryImage, LibraryStore
+from ._library import FakeLibrary, LibraryStore, StoredImage
+from ._pem import generate_private_key, private_key_pem, public_key_pem
 from ._qps import SlidingWindowLimit
 from ._results import Recognizer
 from ._serving import serve_in_loop, serve_in_thread
+from ._state import AppSettings
 from ._stats import FakeServerStats, RecordedRequest
 from ._transport import FakeServerTransport
 
@@ -38,20 +29,21 @@ __all__ = [
     "DOWNLOAD_FAIL_WORD",
     "FakeTupuServer",
     "default_download_fails",
-    "generate_private_key",
 ]
 
 DEFAULT_TASKS: Final[tuple[str, ...]] = (
-    TASK_PORN,
-    TASK_POLITICAL,
-    TASK_VIOLENCE,
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_VULGAR,
-    TASK_VIOLATION,
+    Task.PORN,
+    Task.POLITICAL,
+    Task.VIOLENCE,
+    Task.AD,
+    Task.OCR_TEXT,
+    Task.VULGAR,
+    Task.VIOLATION,
 )
 """The seven task ids the fake server runs by default (every known Tupu image task)."""
 
+
+_T = TypeVar("_T")
 
 DOWNLOAD_FAIL_WORD: Final = "download-fail"
 """A URL containing this fails with code 14 (download failed), as an unreachable one would."""
@@ -63,43 +55,63 @@ def default_download_fails(url: str) -> bool:
     return not url.startswith(("http://", "https://")) or DOWNLOAD_FAIL_WORD in url
 
 
-def _check_network_knobs(
-    arrival_jitter: float = 0.0,
-    connection_setup: float = 0.0,
-    foreign_qps: float = 0.0,
-    qps_retry_after: float | None = None,
-) -> None:
-    for name, value in (
-        ("arrival_jitter", arrival_jitter),
-        ("connection_setup", connection_setup),
-        ("foreign_qps", foreign_qps),
-    ):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if qps_retry_after is not None and (not math.isfinite(qps_retry_after) or qps_retry_after < 0):
-        raise ValueError(
-            f"qps_retry_after must be a finite number of seconds >= 0 or None, "
-            f"got {qps_retry_after!r}"
-        )
+def _seconds(name: str, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds")
 
 
-def generate_private_key(key_size: int = 1024) -> RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
-def private_key_pem(key: RSAPrivateKey) -> bytes:
-    """PKCS#1 PEM (``BEGIN RSA PRIVATE KEY``), the form the official SDKs use."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
+def _retry_after(name: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0 or None, got {value!r}")
 
 
-def public_key_pem(key: RSAPublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _qps_limit(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{name} must be > 0 or None (no limit)")
+
+
+def _anything(name: str, value: object) -> None:
+    pass
+
+
+class _Knob(Generic[_T]):
+    """A ``FakeTupuServer`` attribute kept on its app's ``settings`` or ``qps``, checked
+    by ``check(name, value)`` when set."""
+
+    def __init__(
+        self,
+        holder: Literal["settings", "qps"],
+        check: Callable[[str, _T], None] = _anything,
+        *,
+        attribute: str = "",
+    ) -> None:
+        self._holder = holder
+        self._check = check
+        self._name = ""
+        self._attribute = attribute
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+        self._attribute = self._attribute or name
+
+    @overload
+    def __get__(self, server: None, owner: type) -> _Knob[_T]: ...
+    @overload
+    def __get__(self, server: FakeTupuServer, owner: type) -> _T: ...
+    def __get__(self, server: FakeTupuServer | None, owner: type) -> _Knob[_T] | _T:
+        if server is None:
+            return self
+        value: _T = getattr(getattr(server._app, self._holder), self._attribute)
+        return value
+
+    def __set__(self, server: FakeTupuServer, value: _T) -> None:
+        self._check(self._name, value)
+        setattr(getattr(server._app, self._holder), self._attribute, value)
 
 
 class FakeTupuServer:
@@ -107,7 +119,7 @@ class FakeTupuServer:
 
     Guarantees:
 
-    - the protocol of the real service (../api-docs): signed requests checked (codes 1, 6,
+    - the protocol of the real service: signed requests checked (codes 1, 6,
       9, 12, replay), QPS per secret id (HTTP 429), the 10-image, 1 MiB and 30 MiB limits,
       tag tail completion, task filtering (code 7), per-image code 14, a summary, and
       every answer signed with :attr:`public_key_pem`'s private half;
@@ -120,10 +132,10 @@ class FakeTupuServer:
       checked in its JavaScript spelling (``1.2e-05`` as ``0.000012``), and the signed
       response text is escaped per ``json_style`` (see :data:`JSON_STYLES`), so a client
       must verify the text exactly as received; multipart ZIP uploads stand for their
-      member images.
+      member images;
     - network knobs delay when a request reaches the QPS gate (``arrival_jitter``,
-      ``connection_setup`` for a new connection's first request) or share its window
-      with another client (``foreign_qps``); ``stats.gate_times`` records when each did;
+      ``connection_setup``) or share its window with another client (``foreign_qps``);
+      ``stats.gate_times`` records when each did.
 
     Not thread-safe for concurrent mutation; serve it from one event loop at a time.
     """
@@ -150,7 +162,13 @@ class FakeTupuServer:
     ) -> None:
         if latency < 0 or latency_jitter < 0:
             raise ValueError("latency and latency_jitter must be >= 0 seconds")
-        _check_network_knobs(arrival_jitter, connection_setup, foreign_qps, qps_retry_after)
+        for name, value in (
+            ("arrival_jitter", arrival_jitter),
+            ("connection_setup", connection_setup),
+            ("foreign_qps", foreign_qps),
+        ):
+            _finite(name, value)
+        _retry_after("qps_retry_after", qps_retry_after)
         if isinstance(tasks, str):
             raise TypeError("tasks must be a sequence of task ids, not one string")
         self._download_predicates: list[Callable[[str], bool]] = [default_download_fails]
@@ -160,9 +178,9 @@ class FakeTupuServer:
                 latency=latency,
                 latency_jitter=latency_jitter,
                 summary=summary,
-                tasks=tasks,
+                tasks=tuple(tasks),
                 sign_management_responses=sign_management_responses,
-                json_style=json_style,
+                json_style=StyleCycle(json_style),
                 arrival_jitter=arrival_jitter,
                 connection_setup=connection_setup,
                 qps_retry_after=qps_retry_after,
@@ -229,83 +247,22 @@ class FakeTupuServer:
     def json_style(self, value: JsonStyle) -> None:
         self._app.settings.json_style = StyleCycle(value)
 
-    @property
-    def latency(self) -> float:
-        return self._app.settings.latency
-
-    @latency.setter
-    def latency(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("latency must be >= 0 seconds")
-        self._app.settings.latency = value
-
-    @property
-    def latency_jitter(self) -> float:
-        return self._app.settings.latency_jitter
-
-    @latency_jitter.setter
-    def latency_jitter(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("latency_jitter must be >= 0 seconds")
-        self._app.settings.latency_jitter = value
-
-    @property
-    def qps_limit(self) -> float | None:
-        return self._app.qps.limit
-
-    @qps_limit.setter
-    def qps_limit(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError("qps_limit must be > 0 or None (no limit)")
-        self._app.qps.limit = value
-
-    @property
-    def arrival_jitter(self) -> float:
-        """Each request reaches the QPS gate uniform(0, this) s after it arrived."""
-        return self._app.settings.arrival_jitter
-
-    @arrival_jitter.setter
-    def arrival_jitter(self, value: float) -> None:
-        _check_network_knobs(arrival_jitter=value)
-        self._app.settings.arrival_jitter = value
-
-    @property
-    def connection_setup(self) -> float:
-        """The first request on a new connection reaches the QPS gate this much later."""
-        return self._app.settings.connection_setup
-
-    @connection_setup.setter
-    def connection_setup(self, value: float) -> None:
-        _check_network_knobs(connection_setup=value)
-        self._app.settings.connection_setup = value
-
-    @property
-    def foreign_qps(self) -> float:
-        """Another client's evenly paced requests per second on every secret id."""
-        return self._app.qps.foreign_qps
-
-    @foreign_qps.setter
-    def foreign_qps(self, value: float) -> None:
-        _check_network_knobs(foreign_qps=value)
-        self._app.qps.foreign_qps = value
-
-    @property
-    def qps_retry_after(self) -> float | None:
-        """The Retry-After (seconds) of the QPS gate's 429s; None sends no header."""
-        return self._app.settings.qps_retry_after
-
-    @qps_retry_after.setter
-    def qps_retry_after(self, value: float | None) -> None:
-        _check_network_knobs(qps_retry_after=value)
-        self._app.settings.qps_retry_after = value
-
-    @property
-    def summary(self) -> bool:
-        return self._app.settings.summary
-
-    @summary.setter
-    def summary(self, value: bool) -> None:
-        self._app.settings.summary = value
+    latency = _Knob[float]("settings", _seconds)
+    """Seconds added to every answer."""
+    latency_jitter = _Knob[float]("settings", _seconds)
+    """Up to this many seconds more or less latency, at random."""
+    qps_limit = _Knob[float | None]("qps", _qps_limit, attribute="limit")
+    """Requests per second per secret id (HTTP 429 above it); None: no limit."""
+    arrival_jitter = _Knob[float]("settings", _finite)
+    """Each request reaches the QPS gate uniform(0, this) s after it arrived."""
+    connection_setup = _Knob[float]("settings", _finite)
+    """The first request on a new connection reaches the QPS gate this much later."""
+    foreign_qps = _Knob[float]("qps", _finite)
+    """Another client's evenly paced requests per second on every secret id."""
+    qps_retry_after = _Knob[float | None]("settings", _retry_after)
+    """The Retry-After (seconds) of the QPS gate's 429s; None sends no header."""
+    summary = _Knob[bool]("settings")
+    """Whether answers carry the per-image summary."""
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -348,17 +305,16 @@ class FakeTupuServer:
         secret_id: str | None = None,
     ) -> str:
         """Create an image library (visible to ``secret_id``, or to all when None); its id."""
-        return self._app.libraries.create(
-            name, type=type, threshold=threshold, status=status, secret_id=secret_id
-        )
+        store = self._app.libraries
+        return store.add(FakeLibrary(store.new_id(name), name, type, threshold, status, secret_id))
 
-    def library(self, library_id: str) -> ImageLibrary:
+    def library(self, library_id: str) -> FakeLibrary:
         found = self._app.libraries.get(library_id)
         if found is None:
             raise KeyError(f"no image library {library_id!r}")
         return found
 
-    def library_images(self, library_id: str) -> dict[str, LibraryImage]:
+    def library_images(self, library_id: str) -> dict[str, StoredImage]:
         """The images stored in a library, by name, in insertion order."""
         return dict(self.library(library_id).images)
 
@@ -379,13 +335,10 @@ class FakeTupuServer:
         self._app.recorded.clear()
 
     async def warm_up(self) -> None:
-        """Run every code path once before timing-sensitive traffic (~0.3 s).
+        """Run every code path once (~0.3 s) so later requests pay no first-use cost.
 
-        Precomputes the result pools and sends one signed request to each recognition
-        endpoint through the app in process, so that no later request pays for lazy
-        imports, decoder compilation or pool building (a 20-30 ms stall that would stamp
-        the next arrivals late). Statistics are cleared afterwards. The separate-process
-        server does this before it reports ready.
+        Builds the result pools and sends one signed request to each recognition endpoint
+        in process; statistics are cleared afterwards.
         """
         import httpx
 

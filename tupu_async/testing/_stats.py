@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -264,6 +265,7 @@ class FakeServerStats:
         )
 
 
+@dataclasses.dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class RecordedRequest:
     """What the server understood of one recognition request (after tail completion).
 
@@ -272,28 +274,14 @@ class RecordedRequest:
     the request carried none; ``tasks`` are the task ids asked for (empty: all).
     """
 
-    __slots__ = ("kind", "names", "path", "referer", "secret_id", "sequence_ids", "tags", "tasks")
-
-    def __init__(
-        self,
-        *,
-        path: str,
-        secret_id: str,
-        kind: str,
-        names: list[str | None],
-        tags: list[str] | None,
-        sequence_ids: list[str] | None,
-        tasks: list[str],
-        referer: str | None,
-    ) -> None:
-        self.path = path
-        self.secret_id = secret_id
-        self.kind = kind
-        self.names = names
-        self.tags = tags
-        self.sequence_ids = sequence_ids
-        self.tasks = tasks
-        self.referer = referer
+    path: str
+    secret_id: str
+    kind: str
+    names: list[str | None]
+    tags: list[str] | None
+    sequence_ids: list[str] | None
+    tasks: list[str]
+    referer: str | None
 
     def __repr__(self) -> str:
         return (

@@ -1,10 +1,4 @@
-"""The in-process httpx transport of a fake server, behaving like real HTTP on faults.
-
-``httpx.ASGITransport`` calls the app directly and ignores timeouts. This wrapper makes
-in-process runs fail the way a socket would: the client's read timeout is enforced (a
-slow answer raises ``httpx.ReadTimeout``), a ``"drop_connection"`` fault raises
-``httpx.RemoteProtocolError`` and a ``"timeout"`` fault ``httpx.ReadTimeout``.
-"""
+"""The in-process httpx transport of a fake server, failing as a socket would."""
 
 from __future__ import annotations
 
@@ -13,7 +7,7 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
-from ._app import DroppedConnection, InProcessTimeout, Receive, Scope, Send
+from ._asgi import DroppedConnection, InProcessTimeout, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from ._app import FakeTupuApp
@@ -24,7 +18,9 @@ __all__ = ["FakeServerTransport"]
 class FakeServerTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that serves requests with a fake server's app.
 
-    Runs the app in the caller's task (asyncio or trio); no sockets, no threads.
+    Runs the app in the caller's task (asyncio or trio); no sockets, no threads. The
+    client's read timeout is enforced (``httpx.ReadTimeout``), as are the
+    ``drop_connection`` (``httpx.RemoteProtocolError``) and ``timeout`` faults.
     """
 
     def __init__(self, app: FakeTupuApp) -> None:
@@ -39,7 +35,7 @@ class FakeServerTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         read_timeout = timeouts.get("read")
         try:
-            if read_timeout is None or not self._app.may_sleep:  # a cancel scope costs ~70 us
+            if read_timeout is None or not self._app.may_sleep:  # skip the cancel scope
                 return await self._inner.handle_async_request(request)
             with anyio.fail_after(read_timeout):
                 return await self._inner.handle_async_request(request)
