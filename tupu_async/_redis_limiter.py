@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._constants import DEFAULT_TIMEOUT
 from ._exceptions import TransportError
-from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
+from ._limiter import LocalLimiter
 from ._logging import logger
 from ._redis_clock import RedisClock, monotonic_us
 from ._redis_script import SCRIPT, Reservation, ScriptSettings, ThrottleOutcome
 from ._throttle_policy import DEFAULT_MAX_MARGIN, DEFAULT_RETRY_AFTER_CAP, LimiterBelief
+from ._window_schedule import DEFAULT_THROTTLE_PAUSE
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

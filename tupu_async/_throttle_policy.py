@@ -27,6 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from ._limiter_args import check_max_margin, check_seconds, check_window
+
 __all__ = [
     "DEFAULT_MAX_MARGIN",
     "DEFAULT_RETRY_AFTER_CAP",
@@ -108,22 +110,9 @@ class ThrottlePolicy:
         min_rate: float = 1.0,
         retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
     ) -> None:
-        if not math.isfinite(qps) or qps < 1:
-            raise ValueError(f"qps must be a finite number >= 1, got {qps!r}")
-        if not math.isfinite(period) or period <= 0:
-            raise ValueError(f"period must be a positive number of seconds, got {period!r}")
-        if not math.isfinite(margin) or margin < 0:
-            raise ValueError(f"margin must be >= 0 seconds, got {margin!r}")
-        if not math.isfinite(max_margin) or max_margin < margin:
-            raise ValueError(
-                f"max_margin must be >= margin ({margin!r}) seconds, got {max_margin!r}"
-            )
-        if not math.isfinite(min_rate) or not 0 < min_rate <= qps:
-            raise ValueError(f"min_rate must be > 0 and <= qps ({qps!r}), got {min_rate!r}")
-        if not math.isfinite(retry_after_cap) or retry_after_cap < 0:
-            raise ValueError(
-                f"retry_after_cap must be a finite number of seconds >= 0, got {retry_after_cap!r}"
-            )
+        check_window(qps, period, margin, min_rate)
+        check_max_margin(margin, max_margin)
+        check_seconds("retry_after_cap", retry_after_cap)
         self._qps = float(qps)
         self._period = float(period)
         self._base_margin = float(margin)
