@@ -28,11 +28,17 @@ may still be in use: it sets a pause of ``lost_pause`` before handing out any ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
 __all__ = ["SCRIPT", "Reservation", "ScriptSettings", "ThrottleOutcome"]
+
+#: Log entries further than this many windows after now (or the pause end) are a clock
+#: step and are pulled back; legitimate bookings are at most ``lease`` plus one slot per
+#: process ahead.
+MAX_AHEAD_WINDOWS: Final = 10
 
 #: The script's source, shipped as the package resource ``_redis_script.lua``.
 SCRIPT: Final = resources.files("tupu_async").joinpath("_redis_script.lua").read_text("utf-8")
@@ -58,6 +64,38 @@ class ScriptSettings:
     reaction: str  # 'adaptive' or 'pause-halve'
     base_margin_us: int
     max_margin_us: int
+
+    @classmethod
+    def for_limiter(
+        cls,
+        *,
+        qps: float,
+        period: float,
+        margin: float,
+        max_margin: float,
+        min_rate: float,
+        recovery_seconds: float,
+        max_retry_after: float,
+        lease_us: int,
+        reaction: str,
+    ) -> ScriptSettings:
+        """The settings for a limiter's arguments (seconds, as validated by it)."""
+        window = period + margin
+        window_us = math.ceil(window * 1_000_000)
+        return cls(
+            limit=math.floor(qps),
+            window_us=window_us,
+            qps=qps,
+            min_rate=min_rate,
+            recovery=qps / recovery_seconds,
+            keep_ms=math.ceil((window + recovery_seconds + 1.0) * 1000),
+            max_pause_us=math.ceil(max_retry_after * 1_000_000),
+            max_ahead_us=MAX_AHEAD_WINDOWS * window_us + lease_us,
+            lost_pause_us=window_us + lease_us,
+            reaction=reaction,
+            base_margin_us=round(margin * 1_000_000),
+            max_margin_us=round(max_margin * 1_000_000),
+        )
 
     @property
     def period_us(self) -> int:

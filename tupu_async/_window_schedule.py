@@ -10,7 +10,7 @@ from typing import Final
 from ._constants import MAX_QPS
 from ._limiter_args import check_window
 
-__all__ = ["DEFAULT_MARGIN", "DEFAULT_THROTTLE_PAUSE", "WindowSchedule"]
+__all__ = ["DEFAULT_MARGIN", "DEFAULT_THROTTLE_PAUSE", "WindowSchedule", "throttle_pause"]
 
 #: Seconds added to the counting window, so that send-side jitter up to this much cannot
 #: make the service (which counts at arrival) see more than ``qps`` starts in ``period``.
@@ -20,6 +20,14 @@ DEFAULT_THROTTLE_PAUSE: Final = 1.0
 # The most wake-up lateness a grant is forgiven when pacing the next one (never more than
 # half a spacing); see docs/design-limiters.md.
 _MAX_FORGIVEN_LATENESS: Final = 0.005
+
+
+def throttle_pause(retry_after: float | None, cap: float = math.inf) -> float:
+    """How long to pause after a throttle: ``retry_after`` seconds (at least 0, at most
+    ``cap``), or :data:`DEFAULT_THROTTLE_PAUSE` when it is missing or not finite."""
+    if retry_after is None or not math.isfinite(retry_after):
+        return DEFAULT_THROTTLE_PAUSE
+    return min(max(0.0, float(retry_after)), cap)
 
 
 @dataclass(eq=False, repr=False, slots=True)
@@ -155,11 +163,7 @@ class WindowSchedule:
         """``"pause-halve"``: the service throttled a request at ``now``; pause every start
         until ``now + retry_after`` (1 s when None) and halve the rate, at most once per
         pause plus one window. Returns True if the rate was halved."""
-        if retry_after is None or not math.isfinite(retry_after):
-            pause = DEFAULT_THROTTLE_PAUSE
-        else:
-            pause = max(0.0, retry_after)
-        self.pause(now + pause)
+        self.pause(now + throttle_pause(retry_after))
         if now < self._halving_blocked_until:
             return False
         self.current_rate = max(self.min_rate, self.current_rate / 2)
