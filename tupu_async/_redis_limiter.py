@@ -153,13 +153,13 @@ class RedisLimiter:
         self._redis_timeout = float(redis_timeout)
         self._max_retry_after = float(max_retry_after)
         self._settings = ScriptSettings.for_limiter(
-            qps=self._qps,
-            period=self._period,
-            margin=self._margin,
+            qps=qps,
+            period=period,
+            margin=margin,
             max_margin=max_margin,
-            min_rate=self._min_rate,
+            min_rate=min_rate,
             recovery_seconds=recovery_seconds,
-            max_retry_after=self._max_retry_after,
+            max_retry_after=max_retry_after,
             lease_us=self._lease_us,
             reaction=reaction,
         )

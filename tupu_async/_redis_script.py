@@ -80,13 +80,13 @@ class ScriptSettings:
         reaction: str,
     ) -> ScriptSettings:
         """The settings for a limiter's arguments (seconds, as validated by it)."""
-        window = period + margin
+        window = float(period) + float(margin)
         window_us = math.ceil(window * 1_000_000)
         return cls(
             limit=math.floor(qps),
             window_us=window_us,
-            qps=qps,
-            min_rate=min_rate,
+            qps=float(qps),
+            min_rate=float(min_rate),
             recovery=qps / recovery_seconds,
             keep_ms=math.ceil((window + recovery_seconds + 1.0) * 1000),
             max_pause_us=math.ceil(max_retry_after * 1_000_000),
