@@ -224,10 +224,8 @@ class LocalLimiter:
 
     def _sent_hook(self, started: float) -> SentHook:
         def sent() -> None:
-            # Only lag beyond the usual permit-to-wire delay (signing, HTTP framing: the
-            # least of the earlier ones, at most the margin) counts: a constant delay
-            # shifts every send alike and must not slow the pace down, a lagging one must
-            # not bunch up. With no earlier send there is no baseline: all lag counts.
+            # Only lag beyond the usual permit-to-wire delay (the least of the earlier
+            # ones, at most the margin) counts; with no earlier send, all lag counts.
             now = self._clock()
             delay = now - started
             delays = self._send_delays
