@@ -61,7 +61,7 @@ from _common import (
 )
 
 from tupu_async import AsyncTupuClient, Hooks, RequestEvent
-from tupu_async._limiter import DEFAULT_MARGIN
+from tupu_async._window_schedule import DEFAULT_MARGIN
 from tupu_async.testing import FakeServerProcess, max_arrivals_in_window
 from tupu_async.testing._redis import RedisServer, redis_server_binary
 

@@ -18,14 +18,9 @@ from aiolimiter import AsyncLimiter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tupu_async._limiter import (
-    DEFAULT_THROTTLE_PAUSE,
-    LocalLimiter,
-    RateLimiter,
-    UnlimitedLimiter,
-    WindowSchedule,
-)
+from tupu_async._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from tupu_async._throttle_policy import ThrottlePolicy
+from tupu_async._window_schedule import DEFAULT_THROTTLE_PAUSE, WindowSchedule
 
 
 def max_in_window(starts: Sequence[float], window: float) -> int:

@@ -34,7 +34,8 @@ from tupu_async import Hooks, RequestEvent
 from tupu_async._exceptions import TransportError
 from tupu_async._limiter import RateLimiter
 from tupu_async._redis_clock import RedisClock
-from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _describe, _redacted, _Slot
+from tupu_async._redis_connection import describe_error, redacted_url
+from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
 from tupu_async._redis_script import Reservation, ThrottleOutcome
 from tupu_async._throttle_policy import ThrottlePolicy
 from tupu_async.testing import FakeTupuServer
@@ -1380,12 +1381,12 @@ async def test_wrong_credentials_are_refused_with_what_to_fix(
     ],
 )
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
-    assert _redacted(url) == shown
+    assert redacted_url(url) == shown
 
 
 def test_errors_are_described_by_type_and_text() -> None:
-    assert _describe(ConnectionError("refused")) == "ConnectionError: refused"
-    assert _describe(TimeoutError()) == "TimeoutError"
+    assert describe_error(ConnectionError("refused")) == "ConnectionError: refused"
+    assert describe_error(TimeoutError()) == "TimeoutError"
 
 
 def test_a_clock_sample_exactly_at_the_step_threshold_is_no_step() -> None:

@@ -1,12 +1,9 @@
 """The Redis-backed rate limiter: one QPS budget shared by every process and host.
 
-Holds :class:`RedisLimiter` (the ``[redis]`` extra, asyncio only). The Lua script lives in
-:mod:`._redis_script`, the Redis-to-local clock mapping in :mod:`._redis_clock`; when
-Redis is unreachable and ``on_unavailable="local"`` the limiter falls back to a
-:class:`~tupu_async._limiter.LocalLimiter`.
-
-The ``redis`` package is imported only when a :class:`RedisLimiter` is constructed, so
-``import tupu_async`` works without it.
+Holds :class:`RedisLimiter` (the ``[redis]`` extra, asyncio only): the booking of slots
+and the reaction to throttles. The Lua script lives in :mod:`._redis_script`, the
+Redis-to-local clock mapping in :mod:`._redis_clock`, the client and its errors in
+:mod:`._redis_connection`.
 """
 
 from __future__ import annotations
@@ -14,22 +11,30 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import logging
 import math
 import time
-import urllib.parse
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from ._constants import DEFAULT_TIMEOUT
-from ._exceptions import TransportError
-from ._limiter import DEFAULT_THROTTLE_PAUSE, LocalLimiter
+from ._constants import DEFAULT_TIMEOUT, MAX_QPS
+from ._limiter import LocalLimiter, PolicyName
+from ._limiter_args import check_choice, check_max_margin, check_seconds, check_window
 from ._logging import logger
 from ._redis_clock import RedisClock, monotonic_us
+from ._redis_connection import (
+    Outage,
+    connect,
+    describe_error,
+    fallback_limiter,
+    redacted_url,
+    redis_errors,
+    refused_error,
+    require_asyncio,
+)
 from ._redis_script import SCRIPT, Reservation, ScriptSettings, ThrottleOutcome
 from ._throttle_policy import DEFAULT_MAX_MARGIN, DEFAULT_RETRY_AFTER_CAP, LimiterBelief
+from ._window_schedule import throttle_pause
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -37,23 +42,15 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LEASE", "DEFAULT_SHARED_MARGIN", "RedisLimiter"]
 
 #: The window margin for a shared budget: requests of several processes reach the service
-#: with independent send delays that a shared limiter cannot see; 25 ms costs 2.5% of rate.
+#: with independent send delays that a shared limiter cannot see.
 DEFAULT_SHARED_MARGIN: Final = 0.025
-#: How far ahead of now (seconds) a process may book slots for callers already waiting.
-#: It must exceed a few round trips to Redis so the next booking lands before the last
-#: booked slot is used; 0.25 s covers Redis up to ~80 ms away.
+#: How far ahead of now (seconds) a process may book slots for callers already waiting;
+#: it must exceed a few round trips to Redis.
 DEFAULT_LEASE: Final = 0.25
-
-#: Connect timeout of a client the limiter creates itself.
-REDIS_SOCKET_TIMEOUT: Final = 2.0
 #: One Redis call slower than this (seconds) counts as Redis being unavailable.
 DEFAULT_REDIS_TIMEOUT: Final = 1.0
 #: With ``on_unavailable="local"``, how often (seconds) a background probe tries Redis.
 RECONNECT_INTERVAL: Final = 5.0
-#: Log entries further than this many windows after now (or the pause end) are a clock
-#: step and are pulled back; legitimate bookings are at most ``lease`` plus one slot per
-#: process ahead.
-MAX_AHEAD_WINDOWS: Final = 10
 #: A caller that wakes up later than this fraction of ``margin`` after its slot (an event
 #: loop stall) does not start on it: it takes a new slot (at most MAX_LATE_RETRIES times).
 LATE_FRACTION_OF_MARGIN: Final = 0.5
@@ -61,13 +58,11 @@ MAX_LATE_RETRIES: Final = 3
 #: Backoff between reservation attempts while Redis is unavailable (seconds).
 OUTAGE_BACKOFF_FIRST: Final = 0.05
 OUTAGE_BACKOFF_MAX: Final = 0.5
-
-# Kept for callers of the first release: the longest pause a Retry-After can cause, by
-# default the same cap as the local limiter's throttle policy.
+#: The longest pause a Retry-After can cause by default (the local limiter's cap).
 MAX_PAUSE: Final = DEFAULT_RETRY_AFTER_CAP
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Slot:
     """One booked start time and the time it was booked (both Redis µs)."""
 
@@ -75,88 +70,29 @@ class _Slot:
     reserved_us: int
 
 
-def _import_redis_asyncio() -> Any:
-    try:
-        return importlib.import_module("redis.asyncio")
-    except ImportError as exc:
-        raise ImportError(
-            "RedisLimiter needs the redis package: pip install 'tupu-async[redis]'"
-        ) from exc
-
-
-def _redacted(url: str) -> str:
-    """The URL with any password replaced, fit for error messages and logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable Redis URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _require_asyncio() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            "RedisLimiter runs only under asyncio (redis.asyncio is asyncio-only); under trio "
-            "use the local limiter, or run the client under asyncio"
-        ) from None
-
-
 class RedisLimiter:
     """A QPS budget shared through Redis by every process and host that uses the same key.
 
+    ``key`` names the budget, one per Tupu secret id (e.g. ``key=f"tupu:{secret_id}"``);
+    pass the limiter as ``AsyncTupuClient(limiter=...)``. The keys ``{key}:slots`` and
+    ``{key}:state`` are used (hash-tagged, for Redis Cluster) and expire when idle.
+
     Guarantee: across ALL processes using the same Redis and ``key`` (with the same ``qps``,
     ``period`` and ``margin``), no more than ``floor(qps)`` request starts fall in any window
-    of ``period + margin`` seconds, hence never more than ``floor(qps)`` in any trailing
-    ``period`` even when each start is up to ``margin`` late. Starts are paced
-    ``(period + margin) / current_rate`` apart. Slot times are on the Redis server's clock
-    (``TIME``), so hosts with skewed clocks agree.
+    of ``period + margin`` seconds, on the Redis server's clock; starts are paced
+    ``(period + margin) / current_rate`` apart. Callers of one process are served first
+    come, first served. A booked slot that goes unused stays counted: the budget can only
+    go unused, never be exceeded.
 
-    ``key`` names the budget: one per Tupu secret id, e.g. ``key=f"tupu:{secret_id}"``. The
-    keys ``{key}:slots`` and ``{key}:state`` are used (hash-tagged, for Redis Cluster) and
-    expire on their own when idle.
-
-    Booking: callers of one process queue locally, first come first served; only the head
-    of the line sleeps. The process books slots in batches with one script call each (see
-    :mod:`._redis_script`): as many as callers are waiting, but none further than ``lease``
-    seconds ahead, and books again while the last booked slot is less than ``lease`` ahead.
-    So the round trip to Redis overlaps the waits instead of adding to each permit.
-    Booked slots that go unused (a cancelled head, a late wake-up, a throttle) stay counted.
-
-    A caller that wakes up more than ``margin / 2`` after its slot (an event loop stall)
-    does not start on it: it drops the slots it can no longer use and takes the next one.
-
-    Throttling (:meth:`on_throttle`, after an HTTP 429), ``reaction="adaptive"`` (default):
-    the policy of :class:`~tupu_async._throttle_policy.ThrottlePolicy`, run by the script on
-    state shared by every process. A 429 while the shared log is at the limit and isolated
-    is jitter: the shared window margin widens (up to ``max_margin``, decaying with a 60 s
-    half-life); otherwise it is foreign load: the shared rate is cut to 0.7 of itself once
-    per window and probes back CUBIC-style. Only an explicit Retry-After pauses everyone,
-    capped at ``max_retry_after``. ``reaction="pause-halve"`` is the first release's: pause
-    ``retry_after`` (1 s when None, capped) and halve the rate once per pause window,
-    recovering by ``qps / recovery_seconds`` per second. Either way this process drops its
-    booked slots inside a pause; other processes keep theirs (at most ``lease`` ahead).
-
-    Redis unavailable (refused, timed out after ``redis_timeout``, or answering with an
-    error such as ``READONLY`` during a failover): with ``on_unavailable="fail"`` callers
-    wait (no start without a booked slot: the budget is never exceeded), retrying the
-    booking with backoff; after ``outage_timeout`` seconds of outage they get
-    :class:`~tupu_async.TransportError`. Slots booked before the outage are still used.
-    With ``"local"`` the limiter warns and falls back to a ``LocalLimiter`` at
-    ``qps / expected_workers`` at once, and a background probe (never a caller) tries
-    Redis every ``RECONNECT_INTERVAL`` seconds. If Redis comes back without the state (a
-    restart without persistence), the first booking pauses everyone for one window plus
-    ``lease`` so the slots handed out before cannot overlap new ones.
-
-    asyncio only (``redis.asyncio`` is): under trio every call raises ``RuntimeError``.
-    A ``client`` you pass is used as is and not closed by :meth:`aclose`.
+    ``reaction`` is the 429 policy, run by the script on shared state: ``"adaptive"`` (as
+    :class:`~tupu_async.LocalLimiter`'s, within ``min_rate``, ``max_margin`` and
+    ``max_retry_after``) or ``"pause-halve"`` (recovering over ``recovery_seconds``).
+    ``lease`` bounds how far ahead a process books. Redis unavailable for ``redis_timeout``:
+    with ``on_unavailable="fail"`` callers wait, and get
+    :class:`~tupu_async.TransportError` after ``outage_timeout``; with ``"local"`` the
+    limiter warns and limits each process to ``qps / expected_workers`` until Redis is
+    back. asyncio only. A ``client`` you pass is used as is and not closed by
+    :meth:`aclose`. See ``docs/redis-limiter.md``.
     """
 
     def __init__(
@@ -164,7 +100,7 @@ class RedisLimiter:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         key: str,
-        qps: float = 50.0,
+        qps: float = MAX_QPS,
         period: float = 1.0,
         margin: float = DEFAULT_SHARED_MARGIN,
         on_unavailable: Literal["fail", "local"] = "fail",
@@ -175,45 +111,35 @@ class RedisLimiter:
         outage_timeout: float = DEFAULT_TIMEOUT,
         redis_timeout: float = DEFAULT_REDIS_TIMEOUT,
         max_retry_after: float = DEFAULT_RETRY_AFTER_CAP,
-        reaction: Literal["adaptive", "pause-halve"] = "adaptive",
+        reaction: PolicyName = "adaptive",
         max_margin: float = DEFAULT_MAX_MARGIN,
         client: Redis | None = None,  # type: ignore[type-arg, unused-ignore]
     ) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError("key must be a non-empty string, e.g. key=f'tupu:{secret_id}'")
-        if not qps >= 1.0 or math.isinf(qps):
-            raise ValueError(
-                f"qps must be a finite number >= 1, got {qps!r}; for fewer than one request "
-                f"per period raise period instead (qps=1, period=2.0 is 0.5 requests/s)"
-            )
-        if not 0.0 < period < math.inf:
-            raise ValueError(f"period must be a positive number of seconds, got {period!r}")
-        if not 0.0 <= margin < math.inf:
-            raise ValueError(f"margin must be >= 0 seconds, got {margin!r}")
-        if on_unavailable not in ("fail", "local"):
-            raise ValueError(f"on_unavailable must be 'fail' or 'local', got {on_unavailable!r}")
+        check_window(
+            qps,
+            period,
+            margin,
+            min_rate,
+            qps_hint="; for fewer than one request per period raise period instead "
+            "(qps=1, period=2.0 is 0.5 requests/s)",
+        )
+        check_choice("on_unavailable", on_unavailable, ("fail", "local"))
         if isinstance(expected_workers, bool) or not isinstance(expected_workers, int):
             raise ValueError(f"expected_workers must be an int >= 1, got {expected_workers!r}")
         if expected_workers < 1:
             raise ValueError(f"expected_workers must be >= 1, got {expected_workers!r}")
-        if not 0.0 < min_rate <= qps:
-            raise ValueError(f"min_rate must be > 0 and <= qps ({qps}), got {min_rate!r}")
         if not 0.0 < recovery_seconds < math.inf:
             raise ValueError(f"recovery_seconds must be > 0, got {recovery_seconds!r}")
-        for name, value in (
-            ("lease", lease),
-            ("outage_timeout", outage_timeout),
-            ("redis_timeout", redis_timeout),
-            ("max_retry_after", max_retry_after),
-        ):
-            if not 0.0 <= value < math.inf:
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        check_seconds("lease", lease)
+        check_seconds("outage_timeout", outage_timeout)
+        check_seconds("redis_timeout", redis_timeout)
+        check_seconds("max_retry_after", max_retry_after)
         if redis_timeout == 0:
             raise ValueError("redis_timeout must be > 0 seconds, e.g. redis_timeout=1.0")
-        if reaction not in ("adaptive", "pause-halve"):
-            raise ValueError(f"reaction must be 'adaptive' or 'pause-halve', got {reaction!r}")
-        if not margin <= max_margin < math.inf:
-            raise ValueError(f"max_margin must be >= margin ({margin}) seconds, got {max_margin!r}")
+        check_choice("reaction", reaction, get_args(PolicyName))
+        check_max_margin(margin, max_margin)
 
         self._url = url
         self._qps = float(qps)
@@ -226,54 +152,28 @@ class RedisLimiter:
         self._outage_timeout = float(outage_timeout)
         self._redis_timeout = float(redis_timeout)
         self._max_retry_after = float(max_retry_after)
-        self._limit = math.floor(self._qps)
-        window = self._period + self._margin
-        self._window_us = math.ceil(window * 1_000_000)
-        self._keep_ms = math.ceil((window + recovery_seconds + 1.0) * 1000)
-        self._settings = ScriptSettings(
-            limit=self._limit,
-            window_us=self._window_us,
-            qps=self._qps,
-            min_rate=self._min_rate,
-            recovery=self._qps / recovery_seconds,
-            keep_ms=self._keep_ms,
-            max_pause_us=math.ceil(self._max_retry_after * 1_000_000),
-            max_ahead_us=MAX_AHEAD_WINDOWS * self._window_us + self._lease_us,
-            lost_pause_us=self._window_us + self._lease_us,
+        self._settings = ScriptSettings.for_limiter(
+            qps=qps,
+            period=period,
+            margin=margin,
+            max_margin=max_margin,
+            min_rate=min_rate,
+            recovery_seconds=recovery_seconds,
+            max_retry_after=max_retry_after,
+            lease_us=self._lease_us,
             reaction=reaction,
-            base_margin_us=round(self._margin * 1_000_000),
-            max_margin_us=round(max_margin * 1_000_000),
         )
+        self._limit = self._settings.limit
+        self._window_us = self._settings.window_us
+        self._keep_ms = self._settings.keep_ms
         self._reaction = reaction
         self._key = key
         self._keys = [f"{{{key}}}:slots", f"{{{key}}}:state"]
 
-        redis_asyncio = _import_redis_asyncio()
-        errors = importlib.import_module("redis.exceptions")
-        self._refused_errors: tuple[type[BaseException], ...] = (
-            errors.AuthenticationError,
-            errors.AuthorizationError,
-            errors.NoPermissionError,
-        )
-        self._unavailable_errors: tuple[type[BaseException], ...] = (
-            errors.RedisError,
-            OSError,
-            asyncio.TimeoutError,
-        )
+        self._refused_errors, self._unavailable_errors = redis_errors()
         self._owns_client = client is None
         if client is None:
-            retry = importlib.import_module("redis.asyncio.retry").Retry(
-                importlib.import_module("redis.backoff").NoBackoff(), 1
-            )
-            client = redis_asyncio.Redis.from_url(
-                url,
-                socket_connect_timeout=min(REDIS_SOCKET_TIMEOUT, self._redis_timeout),
-                socket_timeout=self._redis_timeout,
-                retry=retry,
-                # RESP2: connecting costs no HELLO and maintenance-notification round
-                # trips, which matters when Redis is far away.
-                protocol=2,
-            )
+            client = connect(url, self._redis_timeout)
         self._client: Any = client
         self._script: Any = self._client.register_script(SCRIPT)
 
@@ -288,7 +188,7 @@ class RedisLimiter:
         self._line: asyncio.Lock | None = None
         self._refill: asyncio.Task[None] | None = None
         self._last_reply = -math.inf  # local monotonic seconds
-        self._outage_since: float | None = None
+        self._outage = Outage(url, self._outage_timeout)
         self._fallback: LocalLimiter | None = None
         self._fallback_rate_scale = 1.0
         self._probe: asyncio.Task[None] | None = None
@@ -297,7 +197,7 @@ class RedisLimiter:
 
     def __repr__(self) -> str:
         return (
-            f"RedisLimiter({_redacted(self._url)!r}, key={self._key!r}, "
+            f"RedisLimiter({redacted_url(self._url)!r}, key={self._key!r}, "
             f"qps={self._qps}, period={self._period}, on_unavailable={self._on_unavailable!r})"
         )
 
@@ -327,6 +227,12 @@ class RedisLimiter:
             paused_until=paused,
         )
 
+    def _note_shared(self, reply: Reservation | ThrottleOutcome) -> None:
+        """Keep the shared rate, margin and throttle counts a script reply carried."""
+        self._current_rate = reply.rate
+        self._shared_margin = reply.margin_us / 1_000_000
+        self._throttles = (reply.jitter_throttles, reply.foreign_throttles)
+
     @property
     def using_fallback(self) -> bool:
         """True while Redis is unreachable and the local fallback limits this process."""
@@ -342,29 +248,27 @@ class RedisLimiter:
         Never raises for Redis trouble: if Redis cannot record the throttle, this process
         pauses on its own.
         """
-        _require_asyncio()
-        pause = self._pause_for(retry_after)
+        require_asyncio()
+        pause = throttle_pause(retry_after, self._max_retry_after)
         if self._fallback is not None:
             await self._fallback.on_throttle(pause)
             return
         try:
             outcome = await self._throttle(retry_after)
         except self._refused_errors as exc:
-            raise self._refused(exc) from exc
+            raise refused_error(self._url, self._key, exc) from exc
         except self._unavailable_errors as exc:
             logger.warning(
                 "tupu_async: could not share a throttle through Redis at %s (%s); "
                 "pausing this process only",
-                _redacted(self._url),
-                _describe(exc),
+                redacted_url(self._url),
+                describe_error(exc),
             )
             if self._clock.known and (self._reaction == "pause-halve" or retry_after):
                 local_end = monotonic_us() + math.ceil(pause * 1_000_000)
                 self._pause(self._clock.to_redis(local_end))
             return
-        self._current_rate = outcome.rate
-        self._shared_margin = outcome.margin_us / 1_000_000
-        self._throttles = (outcome.jitter_throttles, outcome.foreign_throttles)
+        self._note_shared(outcome)
         self._pause(outcome.pause_until_us)
         logger.log(
             logging.INFO if outcome.halved else logging.DEBUG,
@@ -396,7 +300,7 @@ class RedisLimiter:
 
     async def _take(self) -> _Slot | None:
         """Acquire; return the slot started on, or None when the local fallback served."""
-        _require_asyncio()
+        require_asyncio()
         if self._line is None:
             self._line = asyncio.Lock()  # FIFO; created here, inside the running loop
         self._wanting += 1
@@ -492,25 +396,19 @@ class RedisLimiter:
                 sent = monotonic_us()
                 reservation = await self._reserve(n)
             except self._refused_errors as exc:
-                raise self._refused(exc) from exc
+                raise refused_error(self._url, self._key, exc) from exc
             except self._unavailable_errors as exc:
                 if self._on_unavailable == "local":
                     self._switch_to_fallback(exc)
                     return
-                await self._wait_out(exc, backoff)
+                await self._outage.wait_out(exc, backoff)
                 backoff = min(2 * backoff, OUTAGE_BACKOFF_MAX)
                 continue
             self._accept(reservation, sent, monotonic_us())
             return
 
     def _accept(self, reservation: Reservation, sent_us: int, received_us: int) -> None:
-        if self._outage_since is not None:
-            logger.warning(
-                "tupu_async: Redis at %s answers again after %.2f s; bookings resume",
-                _redacted(self._url),
-                time.monotonic() - self._outage_since,
-            )
-            self._outage_since = None
+        self._outage.over()
         self._last_reply = time.monotonic()
         if self._clock.observe(sent_us, received_us, reservation.now_us):
             logger.warning("tupu_async: the Redis clock stepped; dropping booked slots")
@@ -527,37 +425,10 @@ class RedisLimiter:
                 "persistence?); pausing one window so earlier slots cannot overlap new ones",
                 self._key,
             )
-        self._current_rate = reservation.rate
-        self._shared_margin = reservation.margin_us / 1_000_000
-        self._throttles = (reservation.jitter_throttles, reservation.foreign_throttles)
+        self._note_shared(reservation)
         for slot_us in reservation.slots_us:
             if slot_us >= self._pause_until_us:
                 self._booked.append(_Slot(slot_us, reservation.now_us))
-
-    async def _wait_out(self, exc: BaseException, backoff: float) -> None:
-        """Redis failed with on_unavailable='fail': sleep, or raise once the outage is over
-        ``outage_timeout`` long."""
-        now = time.monotonic()
-        if self._outage_since is None:
-            self._outage_since = now
-            logger.warning(
-                "tupu_async: Redis at %s unavailable (%s); no request starts without a "
-                "shared slot, retrying for up to %.3g s",
-                _redacted(self._url),
-                _describe(exc),
-                self._outage_timeout,
-            )
-        remaining = self._outage_since + self._outage_timeout - now
-        if remaining <= 0:
-            raise TransportError(
-                f"Redis at {_redacted(self._url)} has been unavailable for "
-                f"{now - self._outage_since:.1f} s ({_describe(exc)}), so no slot of the "
-                f"shared QPS budget could be taken: start Redis there (or promote a "
-                f"writable primary), fix the URL, raise outage_timeout, or pass "
-                f"on_unavailable='local' to fall back to a per-process limit of "
-                f"qps / expected_workers"
-            ) from exc
-        await asyncio.sleep(min(backoff, remaining))
 
     async def _call(self, args: list[str | int]) -> Any:
         if self._script_sent:
@@ -577,15 +448,10 @@ class RedisLimiter:
         args = self._settings.acquire_args(n, lead_us, horizon_us, known=known, now_us=now_us)
         return Reservation.parse(await self._call(args))
 
-    def _pause_for(self, retry_after: float | None) -> float:
-        if retry_after is None or not math.isfinite(retry_after):
-            return DEFAULT_THROTTLE_PAUSE
-        return min(max(0.0, float(retry_after)), self._max_retry_after)
-
     async def _throttle(
         self, retry_after: float | None, *, now_us: int | None = None
     ) -> ThrottleOutcome:
-        pause_us = math.ceil(self._pause_for(retry_after) * 1_000_000)
+        pause_us = math.ceil(throttle_pause(retry_after, self._max_retry_after) * 1_000_000)
         explicit = retry_after is not None and math.isfinite(retry_after) and retry_after > 0
         retry_after_us = pause_us if explicit else -1
         args = self._settings.throttle_args(pause_us, retry_after_us, now_us=now_us)
@@ -593,36 +459,17 @@ class RedisLimiter:
 
     # -- Redis refused or gone -------------------------------------------------------------
 
-    def _refused(self, exc: BaseException) -> TransportError:
-        return TransportError(
-            f"Redis at {_redacted(self._url)} refused the limiter ({_describe(exc)}): fix the "
-            f"user and password in the URL, or grant it EVALSHA/EVAL on the {self._key!r} keys"
-        )
-
     def _switch_to_fallback(self, exc: BaseException) -> None:
         """Redis failed with on_unavailable='local': limit locally, probe in the background."""
-        where = _redacted(self._url)
-        local_qps = self._qps / self._expected_workers
-        message = (
-            f"cannot reach Redis at {where} for the shared QPS budget ({_describe(exc)}); "
-            f"falling back to a per-process limit of {local_qps:g} requests per "
-            f"{self._period:g} s (qps / expected_workers) and retrying Redis every "
-            f"{self._reconnect_interval:g} s. Start Redis or fix the URL; set "
-            f"expected_workers to the number of processes"
-        )
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        logger.warning("tupu_async: %s", message)
-        # LocalLimiter needs qps >= 1: below one request per period, stretch the period.
-        if local_qps >= 1.0:
-            local_period, self._fallback_rate_scale = self._period, 1.0
-        else:
-            local_period, self._fallback_rate_scale = self._period / local_qps, local_qps
-        local_ceiling = local_qps / self._fallback_rate_scale
-        self._fallback = LocalLimiter(
-            local_ceiling,
-            local_period,
+        self._fallback, self._fallback_rate_scale = fallback_limiter(
+            self._url,
+            exc,
+            self._qps,
+            self._period,
             margin=self._margin,
-            min_rate=min(local_ceiling, self._min_rate / self._expected_workers),
+            min_rate=self._min_rate,
+            workers=self._expected_workers,
+            retry_every=self._reconnect_interval,
         )
         self._booked.clear()
         self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
@@ -635,18 +482,13 @@ class RedisLimiter:
                 await asyncio.wait_for(self._client.ping(), self._redis_timeout)
             except self._unavailable_errors as exc:
                 logger.debug(
-                    "tupu_async: Redis at %s still unreachable: %s", _redacted(self._url), exc
+                    "tupu_async: Redis at %s still unreachable: %s", redacted_url(self._url), exc
                 )
                 continue
             logger.warning(
                 "tupu_async: Redis at %s is reachable again; the shared QPS budget is back",
-                _redacted(self._url),
+                redacted_url(self._url),
             )
             self._fallback = None
             self._probe = None
             return
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,23 +1,11 @@
 """The 429 policy for a known ceiling: pure decisions, no I/O, no clock of its own.
 
-A limiter that already paces itself to the documented ceiling gets an HTTP 429 for one
-of two reasons, and each has its own cheap answer:
-
-- **jitter**: our own requests reached the service's counter bunched up by the network.
-  The throttle is isolated and our own count was at or just under the limit. Answer:
-  widen the window margin (which spreads our starts a little), let it decay slowly while
-  traffic is clean, and re-send the throttled request in the next free slot. No pause.
-- **foreign**: someone else spends part of the same budget (another service on the same
-  secret id). Throttles persist, or arrive while our own count is well under the limit.
-  Answer: multiplicative decrease, then a CUBIC probe back up toward the ceiling (as
-  botocore's adaptive retry mode does): fast while far below the rate that was
-  throttled, flat near it, growing again beyond it. No pause and no second at half rate.
-
-An explicit ``Retry-After`` is honoured as a pause for everyone, capped at
-``retry_after_cap`` seconds.
-
-Every method takes ``now`` (seconds on any monotonic clock), so the policy runs the same
-on a real clock, a virtual one, or a shared one (the Redis limiter).
+:class:`ThrottlePolicy` classifies each HTTP 429 as **jitter** (isolated, while our own
+count is at or near the limit: widen the window margin) or **foreign** (persistent, or
+while we are well under the limit: cut the rate, then probe back up CUBIC-style).
+Neither pauses; only an explicit ``Retry-After`` does, capped at ``retry_after_cap``.
+Every method takes ``now`` (seconds on any monotonic clock), so the same policy runs on a
+real, a virtual or a shared clock (the Redis limiter). Why: ``docs/design-limiters.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +14,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from ._limiter_args import check_max_margin, check_seconds, check_window
 
 __all__ = [
     "DEFAULT_MAX_MARGIN",
@@ -108,22 +98,9 @@ class ThrottlePolicy:
         min_rate: float = 1.0,
         retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
     ) -> None:
-        if not math.isfinite(qps) or qps < 1:
-            raise ValueError(f"qps must be a finite number >= 1, got {qps!r}")
-        if not math.isfinite(period) or period <= 0:
-            raise ValueError(f"period must be a positive number of seconds, got {period!r}")
-        if not math.isfinite(margin) or margin < 0:
-            raise ValueError(f"margin must be >= 0 seconds, got {margin!r}")
-        if not math.isfinite(max_margin) or max_margin < margin:
-            raise ValueError(
-                f"max_margin must be >= margin ({margin!r}) seconds, got {max_margin!r}"
-            )
-        if not math.isfinite(min_rate) or not 0 < min_rate <= qps:
-            raise ValueError(f"min_rate must be > 0 and <= qps ({qps!r}), got {min_rate!r}")
-        if not math.isfinite(retry_after_cap) or retry_after_cap < 0:
-            raise ValueError(
-                f"retry_after_cap must be a finite number of seconds >= 0, got {retry_after_cap!r}"
-            )
+        check_window(qps, period, margin, min_rate)
+        check_max_margin(margin, max_margin)
+        check_seconds("retry_after_cap", retry_after_cap)
         self._qps = float(qps)
         self._period = float(period)
         self._base_margin = float(margin)

@@ -7,13 +7,12 @@ import math
 import anyio
 import httpx
 
-from ._events import logger
+from ._logging import logger
 
 __all__ = ["default_warm_connections", "warm_pool"]
 
 # Connections opened on entry per request per second of the ceiling: the first 0.2 s of
-# paced requests. More would sit idle, and httpcore's pool pays for every idle connection
-# on every request (measured: +8% client CPU at 25 warm connections, none at 10).
+# paced requests (why not more: docs/design-limiters.md).
 _SECONDS_OF_PACE_COVERED = 0.2
 
 
