@@ -108,11 +108,6 @@ class LocalLimiter:
     :func:`anyio.sleep` waits on.
     """
 
-    qps: float
-    """The configured ceiling, in requests per ``period``."""
-    period: float
-    """The window the ceiling is counted over, in seconds."""
-
     def __init__(
         self,
         qps: float = MAX_QPS,
@@ -130,7 +125,6 @@ class LocalLimiter:
         self._schedule = WindowSchedule(
             qps, period, margin=margin, min_rate=min_rate, recovery=recovery
         )
-        self.qps, self.period = self._schedule.qps, self._schedule.period
         self._policy: ThrottlePolicy | None = None
         self._throttle_policy = ThrottlePolicy(
             qps,
@@ -146,6 +140,16 @@ class LocalLimiter:
         # One event per waiter, in arrival order; the first one is the head of the line.
         self._line: deque[anyio.Event] = deque()
         self._send_delays: deque[float] = deque(maxlen=64)
+
+    @property
+    def qps(self) -> float:
+        """The configured ceiling, in requests per ``period``."""
+        return self._schedule.qps
+
+    @property
+    def period(self) -> float:
+        """The window the ceiling is counted over, in seconds."""
+        return self._schedule.period
 
     @property
     def margin(self) -> float:
