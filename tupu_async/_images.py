@@ -13,7 +13,7 @@ import os
 import pathlib
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Literal, Union
+from typing import Final, Literal, Union
 
 import anyio
 
@@ -22,9 +22,7 @@ from ._exceptions import InvalidImageError
 from ._files import FILE_READ_TIMEOUT, read_regular_file
 from ._formats import animated_format, gif_frame_count, sniff_format
 from ._urls import MAX_URL_LENGTH, check_image_url
-
-if TYPE_CHECKING:
-    from ._zip import ZipLimits
+from ._zip import ZipLimits, read_zip_source
 
 __all__ = [
     "MAX_FIELD_CHARS",
@@ -205,9 +203,8 @@ class Image:
         part). The archive is inflated in memory under ``limits`` (see ``ZipLimits``); a
         zip bomb, an encrypted member or a symlink raises ``InvalidImageError``.
         """
-        from ._zip import images_from_zip
-
-        return images_from_zip(source, tag=tag, name=name, limits=limits)
+        archive, members = read_zip_source(source, name=name, limits=limits)
+        return [cls.from_bytes(m.data, name=f"{archive}/{m.name}", tag=tag) for m in members]
 
     def __repr__(self) -> str:
         where = (
