@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Final, Literal, Union
 
 import anyio
+import msgspec
 
 from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
@@ -245,36 +246,25 @@ def to_image(item: object) -> Image:
     )
 
 
-class PreparedImage:
+class PreparedImage(msgspec.Struct, eq=False):
     """An input that passed validation, ready to be packed into a request.
 
-    ``content`` is None for URL images; ``wire_name`` is the name the service sees (the
-    URL, or the file name of an upload) and ``name`` the one reported back.
+    ``content`` is None for URL images. ``name`` is the name reported back; ``wire_name``
+    the one the service sees (default ``name``; an upload's is made a safe file name).
     """
 
-    __slots__ = ("content", "format", "index", "name", "sequence_id", "tag", "url", "wire_name")
+    index: int
+    name: str
+    url: str | None = None
+    content: bytes | None = None
+    format: str | None = None
+    wire_name: str = ""
+    tag: str | None = None
+    sequence_id: str | None = None
 
-    def __init__(
-        self,
-        index: int,
-        name: str,
-        *,
-        url: str | None = None,
-        content: bytes | None = None,
-        format: str | None = None,
-        wire_name: str | None = None,
-        tag: str | None = None,
-        sequence_id: str | None = None,
-    ) -> None:
-        self.index = index
-        self.name = name
-        self.url = url
-        self.content = content
-        self.format = format
-        wire = wire_name if wire_name is not None else name
-        self.wire_name = safe_filename(wire) if content is not None else wire
-        self.tag = tag
-        self.sequence_id = sequence_id
+    def __post_init__(self) -> None:
+        wire = self.wire_name or self.name
+        self.wire_name = safe_filename(wire) if self.content is not None else wire
 
     @property
     def is_url(self) -> bool:
