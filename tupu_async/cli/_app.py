@@ -21,7 +21,7 @@ from .._exceptions import (
 from ._common import EXIT_FATAL, Command, Group, fail, run, stderr, stdout
 from ._config import ENV_PUBLIC_KEY, SettingError, public_key_source
 from ._libraries_group import libraries_app
-from ._options import Connect, PublicKeyOpt, TransportChoice, flag, with_settings
+from ._options import Connect, PublicKeyOpt, TransportChoice, flag, optional, with_settings
 
 __all__ = ["app"]
 
@@ -82,10 +82,8 @@ def recognize(
     ] = None,
     from_file: Annotated[
         str | None,
-        typer.Option(
-            "--from-file",
-            help="A file with one URL or path per line ('-' reads standard input).",
-            show_default=False,
+        optional(
+            "--from-file", help="A file with one URL or path per line ('-' reads standard input)."
         ),
     ] = None,
     recursive: Annotated[
@@ -93,20 +91,14 @@ def recognize(
     ] = False,
     tasks: Annotated[
         list[str] | None,
-        typer.Option(
+        optional(
             "--tasks",
             help="Task ids to run (repeat, or separate by commas; default: the account's).",
-            show_default=False,
         ),
     ] = None,
     out: Annotated[
         str | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Write the JSON lines here instead of standard output.",
-            show_default=False,
-        ),
+        optional("--out", "-o", help="Write the JSON lines here instead of standard output."),
     ] = None,
     resume: Annotated[
         bool,
@@ -220,7 +212,7 @@ def demo(
     ] = False,
     out: Annotated[
         str | None,
-        typer.Option("--out", "-o", help="Also write the JSON lines here.", show_default=False),
+        optional("--out", "-o", help="Also write the JSON lines here."),
     ] = None,
     overwrite: Annotated[
         bool,

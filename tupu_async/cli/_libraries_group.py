@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ._common import Command, Group, fail, run, stderr, stdout
-from ._options import Connect, JsonOpt, LibraryIdArg, flag, with_settings
+from ._options import Connect, JsonOpt, LibraryIdArg, flag, optional, with_settings
 
 __all__ = ["libraries_app"]
 
@@ -25,7 +25,7 @@ def libraries_search(
     settings: Connect,
     name: Annotated[
         str | None,
-        typer.Option("--name", help="Only libraries whose name matches.", show_default=False),
+        optional("--name", help="Only libraries whose name matches."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "PublicKeyOpt",
     "TransportChoice",
     "flag",
+    "optional",
     "with_settings",
 ]
 
@@ -34,6 +35,11 @@ class TransportChoice(str, Enum):
     base64 = "base64"
 
 
+def optional(*names: str, help: str) -> Any:
+    """An option that defaults to None; ``--help`` shows no default."""
+    return typer.Option(*names, help=help, show_default=False)
+
+
 def flag(*names: str, help: str) -> Any:
     """An on/off option; shown in ``--help`` without a ``<bool>`` placeholder."""
     return typer.Option(*names, help=help, metavar="")
@@ -41,15 +47,14 @@ def flag(*names: str, help: str) -> Any:
 
 SecretIdOpt = Annotated[
     str | None,
-    typer.Option("--secret-id", help="Your secret id (env TUPU_SECRET_ID).", show_default=False),
+    optional("--secret-id", help="Your secret id (env TUPU_SECRET_ID)."),
 ]
 PrivateKeyOpt = Annotated[
     str | None,
-    typer.Option(
+    optional(
         "--private-key",
         help="Your RSA private key file (env TUPU_PRIVATE_KEY, which may also hold the PEM "
         "text or its base64). Key text here is visible in `ps`: a warning says so.",
-        show_default=False,
     ),
 ]
 RegionOpt = Annotated[
@@ -58,19 +63,16 @@ RegionOpt = Annotated[
 ]
 BaseUrlOpt = Annotated[
     str | None,
-    typer.Option(
-        "--base-url",
-        help="Override the region's host, e.g. a fake server (env TUPU_BASE_URL).",
-        show_default=False,
+    optional(
+        "--base-url", help="Override the region's host, e.g. a fake server (env TUPU_BASE_URL)."
     ),
 ]
 PublicKeyOpt = Annotated[
     str | None,
-    typer.Option(
+    optional(
         "--public-key",
         help="Tupu's public key to verify responses (PEM path or text; default: the bundled "
         "official key) (env TUPU_PUBLIC_KEY).",
-        show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, flag("--json", help="Print JSON instead of a table.")]
