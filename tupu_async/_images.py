@@ -18,11 +18,11 @@ from typing import Final, Literal, Union
 import anyio
 import msgspec
 
-from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
+from ._constants import MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
 from ._files import FILE_READ_TIMEOUT, read_regular_file
-from ._formats import animated_format, gif_frame_count, sniff_format
-from ._urls import MAX_URL_LENGTH, check_image_url
+from ._formats import accepted_format, animated_format, gif_frame_count, sniff_format
+from ._urls import MAX_URL_LENGTH, check_image_url, shown
 from ._zip import ZipLimits, read_zip_source
 
 __all__ = [
@@ -296,8 +296,8 @@ def _validate_content(
 ) -> tuple[bytes, str]:
     if not data:
         raise InvalidImageError(f"{name}: the image is empty (0 bytes)")
-    fmt = sniff_format(data)
-    if fmt is None or fmt not in ACCEPTED_FORMATS:
+    fmt = accepted_format(data)
+    if fmt is None:
         raise InvalidImageError(
             f"{name}: not an image format the Tupu API accepts (jpeg, png, bmp, tiff, webp, "
             f"static gif, heif): convert it first"
@@ -351,7 +351,7 @@ def check_image(image: object, tag: object) -> tuple[Image, str | None]:
         problem = _text_problem(value, what)
         if problem is not None:
             label = image.name if isinstance(image.name, str) else "image"
-            raise InvalidImageError(f"{display_path(label)[:120]!r}: {problem}")
+            raise InvalidImageError(f"{shown(display_path(label))}: {problem}")
     return image, tag  # type: ignore[return-value]
 
 

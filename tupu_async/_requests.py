@@ -1,9 +1,7 @@
 """Request bodies for the three recognition transports and the management endpoints.
 
-Each body is built once per request, without the three authentication fields; every
-HTTP attempt then splices a fresh ``timestamp``/``nonce``/``signature`` in front, so a
-retry re-signs without re-encoding (or re-reading) any image. The strings signed are
-the strings sent: timestamp and nonce go as JSON strings.
+Each body is built once, without the three authentication fields; ``body(signed)``
+splices a fresh ``timestamp``/``nonce``/``signature`` in front for every attempt.
 """
 
 from __future__ import annotations
@@ -35,9 +33,8 @@ Transport = Literal["multipart", "base64"]
 
 _encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
-# Bytes of a base64 body that are not images or tags: the auth fields (a 4096-bit
-# signature is 684 characters), tasks, punctuation. Generous on purpose.
 BASE64_BODY_OVERHEAD = 4096
+"""Bytes of a base64 body that are not images or tags (auth fields, tasks, punctuation)."""
 
 
 class PreparedRequest(msgspec.Struct, eq=False):
