@@ -13,7 +13,7 @@ import os
 import pathlib
 import re
 from collections.abc import Callable
-from typing import Final, Literal, Union
+from typing import ClassVar, Final, Literal, Union
 
 import anyio
 import msgspec
@@ -252,6 +252,8 @@ class PreparedImage(msgspec.Struct, eq=False):
     ``content`` is None for URL images. ``name`` is the name reported back; ``wire_name``
     the one the service sees (default ``name``; an upload's is made a safe file name).
     """
+
+    __slots__: ClassVar[tuple[str, ...]]  # made by msgspec; declared for type checkers
 
     index: int
     name: str

@@ -21,7 +21,15 @@ from .._exceptions import (
 from ._common import EXIT_FATAL, Command, Group, fail, run, stderr, stdout
 from ._config import ENV_PUBLIC_KEY, SettingError, public_key_source
 from ._libraries_group import libraries_app
-from ._options import Connect, PublicKeyOpt, TransportChoice, flag, optional, with_settings
+from ._options import (
+    Connect,
+    OverwriteOpt,
+    PublicKeyOpt,
+    TransportChoice,
+    flag,
+    optional,
+    with_settings,
+)
 
 __all__ = ["app"]
 
@@ -107,10 +115,7 @@ def recognize(
             help="Continue --out: skip images with an ok line in it, retry the failed ones.",
         ),
     ] = False,
-    overwrite: Annotated[
-        bool,
-        flag("--overwrite", help="Replace an existing non-empty --out file."),
-    ] = False,
+    overwrite: OverwriteOpt = False,
     transport: Annotated[
         TransportChoice,
         typer.Option("--transport", help="How content images are uploaded."),
@@ -214,10 +219,7 @@ def demo(
         str | None,
         optional("--out", "-o", help="Also write the JSON lines here."),
     ] = None,
-    overwrite: Annotated[
-        bool,
-        flag("--overwrite", help="Replace an existing non-empty --out file."),
-    ] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Recognise generated images against the embedded fake server (no account needed).
 

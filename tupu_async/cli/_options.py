@@ -22,6 +22,7 @@ __all__ = [
     "Connect",
     "JsonOpt",
     "LibraryIdArg",
+    "OverwriteOpt",
     "PublicKeyOpt",
     "TransportChoice",
     "flag",
@@ -76,6 +77,9 @@ PublicKeyOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, flag("--json", help="Print JSON instead of a table.")]
+OverwriteOpt = Annotated[
+    bool, flag("--overwrite", help="Replace an existing non-empty --out file.")
+]
 LibraryIdArg = Annotated[str, typer.Argument(help="The image library id.")]
 Connect = Callable[[], Settings]
 """What a ``@with_settings`` command gets as ``settings``: call it to resolve them."""
