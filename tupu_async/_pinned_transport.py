@@ -26,7 +26,7 @@ import httpcore
 import httpx
 
 from ._address_policy import AddressPolicy
-from ._events import logger
+from ._logging import logger
 
 __all__ = ["CheckingBackend", "PinnedTransport", "Resolver", "system_resolver"]
 

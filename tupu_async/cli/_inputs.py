@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, TextIO
 
-from .._events import logger
 from .._exceptions import InvalidImageError
 from .._images import Image
+from .._logging import logger
 from ._output import done_names
 
 __all__ = [
