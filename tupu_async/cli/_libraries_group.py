@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 
 from ._common import Command, Group, fail, run, stderr, stdout
+from ._config import Settings
 from ._options import Connect, JsonOpt, LibraryIdArg, flag, optional, with_settings
 
 __all__ = ["libraries_app"]
+
+
+def _start(settings: Connect, job: Callable[[Settings], Awaitable[int]]) -> None:
+    """Resolve the settings (exit code 2 when one is bad), then run ``job`` with them."""
+    connected = settings()
+    run(lambda: job(connected))
+
 
 libraries_app = typer.Typer(
     help="Image libraries (名单): search, list, add, delete, sync.",
@@ -32,8 +41,7 @@ def libraries_search(
     """List the image libraries of your secret id."""
     from ._libraries_cmd import run_search
 
-    connected = settings()
-    run(lambda: run_search(connected, name, as_json, stdout()))
+    _start(settings, lambda s: run_search(s, name, as_json, stdout()))
 
 
 @libraries_app.command("list", cls=Command)
@@ -46,8 +54,7 @@ def libraries_list(
     """List the images in a library."""
     from ._libraries_cmd import run_list
 
-    connected = settings()
-    run(lambda: run_list(connected, library_id, as_json, stdout()))
+    _start(settings, lambda s: run_list(s, library_id, as_json, stdout()))
 
 
 @libraries_app.command("add", cls=Command)
@@ -67,8 +74,7 @@ def libraries_add(
     """Add images to a library (URLs are downloaded by the service, files uploaded)."""
     from ._libraries_cmd import run_add
 
-    connected = settings()
-    run(lambda: run_add(connected, library_id, items, as_json, stdout()))
+    _start(settings, lambda s: run_add(s, library_id, items, as_json, stdout()))
 
 
 @libraries_app.command("delete", cls=Command)
@@ -82,8 +88,7 @@ def libraries_delete(
     """Delete images from a library by name."""
     from ._libraries_cmd import run_delete
 
-    connected = settings()
-    run(lambda: run_delete(connected, library_id, names, as_json, stdout()))
+    _start(settings, lambda s: run_delete(s, library_id, names, as_json, stdout()))
 
 
 @libraries_app.command("sync", cls=Command)
@@ -104,15 +109,15 @@ def libraries_sync(
 
     if not folder.is_dir():
         raise fail(stderr(), f"{folder}: not a folder; sync takes a folder of image files", 2)
-    connected = settings()
-    run(
-        lambda: run_sync(
-            connected,
+    _start(
+        settings,
+        lambda s: run_sync(
+            s,
             library_id,
             folder,
             dry_run=dry_run,
             delete_missing=not keep_missing,
             as_json=as_json,
             console=stdout(),
-        )
+        ),
     )
