@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Final, TypeAlias
 
+from ._urls import shown
+
 __all__ = ["AddressPolicy", "AllowEntry", "refusal_reason"]
 
 IPAddress: TypeAlias = "ipaddress.IPv4Address | ipaddress.IPv6Address"
@@ -151,7 +153,7 @@ def _as_host(entry: object) -> str:
     host = entry.strip().lower().rstrip(".")
     if not host or any(c in host for c in "/:@ \t\r\n?#[]") or len(host) > 253:
         raise ValueError(
-            f"fallback_allow_private entry {entry[:100]!r} is not a network (like "
+            f"fallback_allow_private entry {shown(entry)} is not a network (like "
             f"'10.0.0.0/8'), an address, or a host name (like 'images.intranet')"
         )
     return host

@@ -1,9 +1,4 @@
-"""One rule for ``base_url``: scheme and host (and an optional proxy prefix), never the API path.
-
-The official SDKs take the full recognition URL (``http://api.open.tuputech.com/v3/recognition/``);
-this client appends its own paths, so the ``/v3/...`` tail is dropped instead of producing
-a 404 for every request.
-"""
+"""One rule for ``base_url``: scheme and host (and an optional proxy prefix), never the API path."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """Reading a local image file safely: regular files only, bounded in size and time.
 
-The file is opened with ``O_NONBLOCK`` (opening a FIFO cannot wait for a writer), then
-``fstat`` on the open descriptor decides: anything but a regular file (FIFO, device such
-as ``/dev/zero``, socket, directory) is refused before a byte is read. At most
-``limit + 1`` bytes are ever read, so a file that grows, or that reports a wrong size,
-still cannot exhaust memory; reading stops with an error once ``timeout`` has passed.
+Anything but a regular file (FIFO, device, socket, directory) is refused before a byte is
+read; at most ``limit + 1`` bytes are ever read, and reading fails once ``timeout`` passed.
 """
 
 from __future__ import annotations

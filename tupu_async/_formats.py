@@ -7,7 +7,9 @@ look at no more than the headers (a PNG's chunks before its first ``IDAT``, a We
 
 from __future__ import annotations
 
-__all__ = ["animated_format", "gif_frame_count", "sniff_format"]
+from ._constants import ACCEPTED_FORMATS
+
+__all__ = ["accepted_format", "animated_format", "gif_frame_count", "sniff_format"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"hevc", b"avif")
@@ -32,6 +34,12 @@ def sniff_format(data: bytes) -> str | None:
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return "heif"
     return None
+
+
+def accepted_format(data: bytes) -> str | None:
+    """The format of ``data`` when the API accepts it (``ACCEPTED_FORMATS``), else None."""
+    fmt = sniff_format(data)
+    return fmt if fmt in ACCEPTED_FORMATS else None
 
 
 def gif_frame_count(data: bytes, stop_after: int = 2) -> int:

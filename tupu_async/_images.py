@@ -13,18 +13,17 @@ import os
 import pathlib
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Literal, Union
+from typing import ClassVar, Final, Literal, Union
 
 import anyio
+import msgspec
 
-from ._constants import ACCEPTED_FORMATS, MAX_IMAGE_BYTES
+from ._constants import MAX_IMAGE_BYTES
 from ._exceptions import InvalidImageError
 from ._files import FILE_READ_TIMEOUT, read_regular_file
-from ._formats import animated_format, gif_frame_count, sniff_format
-from ._urls import MAX_URL_LENGTH, check_image_url
-
-if TYPE_CHECKING:
-    from ._zip import ZipLimits
+from ._formats import accepted_format, animated_format, gif_frame_count, sniff_format
+from ._urls import MAX_URL_LENGTH, check_image_url, shown
+from ._zip import ZipLimits, read_zip_source
 
 __all__ = [
     "MAX_FIELD_CHARS",
@@ -205,9 +204,8 @@ class Image:
         part). The archive is inflated in memory under ``limits`` (see ``ZipLimits``); a
         zip bomb, an encrypted member or a symlink raises ``InvalidImageError``.
         """
-        from ._zip import images_from_zip
-
-        return images_from_zip(source, tag=tag, name=name, limits=limits)
+        archive, members = read_zip_source(source, name=name, limits=limits)
+        return [cls.from_bytes(m.data, name=f"{archive}/{m.name}", tag=tag) for m in members]
 
     def __repr__(self) -> str:
         where = (
@@ -248,36 +246,27 @@ def to_image(item: object) -> Image:
     )
 
 
-class PreparedImage:
+class PreparedImage(msgspec.Struct, eq=False):
     """An input that passed validation, ready to be packed into a request.
 
-    ``content`` is None for URL images; ``wire_name`` is the name the service sees (the
-    URL, or the file name of an upload) and ``name`` the one reported back.
+    ``content`` is None for URL images. ``name`` is the name reported back; ``wire_name``
+    the one the service sees (default ``name``; an upload's is made a safe file name).
     """
 
-    __slots__ = ("content", "format", "index", "name", "sequence_id", "tag", "url", "wire_name")
+    __slots__: ClassVar[tuple[str, ...]]  # made by msgspec; declared for type checkers
 
-    def __init__(
-        self,
-        index: int,
-        name: str,
-        *,
-        url: str | None = None,
-        content: bytes | None = None,
-        format: str | None = None,
-        wire_name: str | None = None,
-        tag: str | None = None,
-        sequence_id: str | None = None,
-    ) -> None:
-        self.index = index
-        self.name = name
-        self.url = url
-        self.content = content
-        self.format = format
-        wire = wire_name if wire_name is not None else name
-        self.wire_name = safe_filename(wire) if content is not None else wire
-        self.tag = tag
-        self.sequence_id = sequence_id
+    index: int
+    name: str
+    url: str | None = None
+    content: bytes | None = None
+    format: str | None = None
+    wire_name: str = ""
+    tag: str | None = None
+    sequence_id: str | None = None
+
+    def __post_init__(self) -> None:
+        wire = self.wire_name or self.name
+        self.wire_name = safe_filename(wire) if self.content is not None else wire
 
     @property
     def is_url(self) -> bool:
@@ -309,8 +298,8 @@ def _validate_content(
 ) -> tuple[bytes, str]:
     if not data:
         raise InvalidImageError(f"{name}: the image is empty (0 bytes)")
-    fmt = sniff_format(data)
-    if fmt is None or fmt not in ACCEPTED_FORMATS:
+    fmt = accepted_format(data)
+    if fmt is None:
         raise InvalidImageError(
             f"{name}: not an image format the Tupu API accepts (jpeg, png, bmp, tiff, webp, "
             f"static gif, heif): convert it first"
@@ -364,7 +353,7 @@ def check_image(image: object, tag: object) -> tuple[Image, str | None]:
         problem = _text_problem(value, what)
         if problem is not None:
             label = image.name if isinstance(image.name, str) else "image"
-            raise InvalidImageError(f"{display_path(label)[:120]!r}: {problem}")
+            raise InvalidImageError(f"{shown(display_path(label))}: {problem}")
     return image, tag  # type: ignore[return-value]
 
 

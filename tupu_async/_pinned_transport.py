@@ -1,11 +1,7 @@
 """An httpx transport that checks every connection's address before it connects.
 
-The check lives in the network backend, where httpcore opens connections: the host name
-is resolved once, every answer goes through the ``AddressPolicy``, and the socket is
-opened to one of the addresses just checked. There is no second lookup for a rebinding
-DNS server to answer differently, and every redirect hop to a new host is a new
-connection, so it is checked too. The URL keeps its host name, so the ``Host`` header,
-TLS SNI and certificate verification are those of the name, not the address.
+Guarantee: a socket is only ever opened to an address the ``AddressPolicy`` allowed,
+from the one lookup that was checked (design: ``docs/design-images.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ import httpcore
 import httpx
 
 from ._address_policy import AddressPolicy
-from ._events import logger
+from ._logging import logger
 
 __all__ = ["CheckingBackend", "PinnedTransport", "Resolver", "system_resolver"]
 

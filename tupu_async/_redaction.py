@@ -1,11 +1,8 @@
 """Keeps secret ids out of log lines and error messages that tupu-async does not write.
 
-The secret id is part of every API path, so httpx's own request log line shows it, and
-so does any error body that echoes the path (a gateway's error page). Secret ids are
-registered by each client; :func:`redact` replaces them with ``<secretId>`` where they
-stand as a whole token, and a filter on the ``httpx`` and ``tupu_async`` loggers rewrites
-records that contain one. Ids shorter than ``MIN_REDACTED_CHARS`` are not registered:
-Tupu's are far longer, and a one-letter test id would blank every word it appears in.
+Each client registers its secret id (:func:`register_secret`); :func:`redact` replaces a
+registered id standing as a whole token with ``<secretId>``, and a filter on the ``httpx``
+and ``tupu_async`` loggers rewrites records that contain one.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Request bodies for the three recognition transports and the management endpoints.
 
-Each body is built once per request, without the three authentication fields; every
-HTTP attempt then splices a fresh ``timestamp``/``nonce``/``signature`` in front, so a
-retry re-signs without re-encoding (or re-reading) any image. The strings signed are
-the strings sent: timestamp and nonce go as JSON strings.
+Each body is built once, without the three authentication fields; ``body(signed)``
+splices a fresh ``timestamp``/``nonce``/``signature`` in front for every attempt.
 """
 
 from __future__ import annotations
@@ -35,64 +33,40 @@ Transport = Literal["multipart", "base64"]
 
 _encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
-# Bytes of a base64 body that are not images or tags: the auth fields (a 4096-bit
-# signature is 684 characters), tasks, punctuation. Generous on purpose.
 BASE64_BODY_OVERHEAD = 4096
+"""Bytes of a base64 body that are not images or tags (auth fields, tasks, punctuation)."""
 
 
-class PreparedRequest:
+class PreparedRequest(msgspec.Struct, eq=False):
     """A request ready to send any number of times: path, content type, static body part.
 
     ``body(signed)`` returns the full body for one attempt.
     """
 
-    __slots__ = ("_multipart", "_prefix_secret", "_static", "content_type", "image_count", "path")
-
-    def __init__(
-        self,
-        path: str,
-        content_type: str,
-        static: bytes,
-        *,
-        image_count: int = 0,
-        secret_in_body: str | None = None,
-        multipart_boundary: bytes | None = None,
-    ) -> None:
-        self.path = path
-        self.content_type = content_type
-        self._static = static
-        self.image_count = image_count
-        self._prefix_secret = (
-            b'"secretId":' + _encode(secret_in_body) + b"," if secret_in_body is not None else b""
-        )
-        self._multipart = multipart_boundary
+    path: str
+    content_type: str
+    static: bytes
+    image_count: int = 0
+    json_prefix: bytes = b""
+    """JSON members that go before the auth fields (a management call's ``secretId``)."""
+    multipart_boundary: bytes | None = None
 
     @property
     def static_size(self) -> int:
-        return len(self._static)
+        return len(self.static)
 
     def body(self, signed: SignedFields) -> bytes:
-        if self._multipart is not None:
-            b = self._multipart
-            parts = []
-            for field, value in (
-                ("timestamp", signed.timestamp),
-                ("nonce", signed.nonce),
-                ("signature", signed.signature),
-            ):
-                parts.append(
-                    b"--"
-                    + b
-                    + b'\r\nContent-Disposition: form-data; name="'
-                    + field.encode()
-                    + b'"\r\n\r\n'
-                    + value.encode()
-                    + b"\r\n"
-                )
-            return b"".join(parts) + self._static
+        if self.multipart_boundary is not None:
+            dash = b"--" + self.multipart_boundary
+            return (
+                _form_field(dash, "timestamp", signed.timestamp)
+                + _form_field(dash, "nonce", signed.nonce)
+                + _form_field(dash, "signature", signed.signature)
+                + self.static
+            )
         auth = (
             b"{"
-            + self._prefix_secret
+            + self.json_prefix
             + b'"timestamp":"'
             + signed.timestamp.encode()
             + b'","nonce":"'
@@ -101,9 +75,21 @@ class PreparedRequest:
             + signed.signature.encode()
             + b'"'
         )
-        if self._static == b"{}":
+        if self.static == b"{}":
             return auth + b"}"
-        return auth + b"," + self._static[1:]
+        return auth + b"," + self.static[1:]
+
+
+def _form_field(dash: bytes, name: str, value: str) -> bytes:
+    """One multipart form field; ``dash`` is ``--`` and the boundary."""
+    return (
+        dash
+        + b'\r\nContent-Disposition: form-data; name="'
+        + name.encode()
+        + b'"\r\n\r\n'
+        + value.encode()
+        + b"\r\n"
+    )
 
 
 def wire_tags(images: Sequence[PreparedImage]) -> list[str] | None:
@@ -123,15 +109,11 @@ def _wire_sequence_ids(images: Sequence[PreparedImage]) -> list[str] | None:
     return [im.sequence_id if im.sequence_id is not None else "" for im in images]
 
 
-def build_json_request(
-    secret_id: str,
-    images: Sequence[PreparedImage],
-    *,
-    tasks: Sequence[str] | None = None,
-    referer: str | None = None,
-) -> PreparedRequest:
-    """URL images as a JSON body to ``/v3/recognition/<secretId>``."""
-    fields: dict[str, Any] = {"image": [im.url for im in images]}
+def _optional_fields(
+    images: Sequence[PreparedImage], tasks: Sequence[str] | None, referer: str | None
+) -> dict[str, list[str] | str]:
+    """The ``tag``, ``sequenceId``, ``task`` and ``referer`` fields that apply, in order."""
+    fields: dict[str, list[str] | str] = {}
     tags = wire_tags(images)
     if tags is not None:
         fields["tag"] = tags
@@ -142,6 +124,19 @@ def build_json_request(
         fields["task"] = list(tasks)
     if referer:
         fields["referer"] = referer
+    return fields
+
+
+def build_json_request(
+    secret_id: str,
+    images: Sequence[PreparedImage],
+    *,
+    tasks: Sequence[str] | None = None,
+    referer: str | None = None,
+) -> PreparedRequest:
+    """URL images as a JSON body to ``/v3/recognition/<secretId>``."""
+    fields: dict[str, Any] = {"image": [im.url for im in images]}
+    fields.update(_optional_fields(images, tasks, referer))
     return PreparedRequest(
         RECOGNITION_PATH + secret_id, _JSON, _encode(fields), image_count=len(images)
     )
@@ -169,17 +164,6 @@ def build_multipart_request(
     boundary = os.urandom(16).hex().encode()
     dash = b"--" + boundary
     parts: list[bytes] = []
-
-    def field(name: str, value: str) -> None:
-        parts.append(
-            dash
-            + b'\r\nContent-Disposition: form-data; name="'
-            + name.encode()
-            + b'"\r\n\r\n'
-            + value.encode("utf-8")
-            + b"\r\n"
-        )
-
     for im in images:
         assert im.content is not None
         parts.append(
@@ -192,14 +176,9 @@ def build_multipart_request(
         )
         parts.append(im.content)
         parts.append(b"\r\n")
-    for tag in wire_tags(images) or ():
-        field("tag", tag)
-    for seq in _wire_sequence_ids(images) or ():
-        field("sequenceId", seq)
-    for task in tasks or ():
-        field("task", task)
-    if referer:
-        field("referer", referer)
+    for name, values in _optional_fields(images, tasks, referer).items():
+        for value in [values] if isinstance(values, str) else values:
+            parts.append(_form_field(dash, name, value))
     parts.append(dash + b"--\r\n")
     return PreparedRequest(
         RECOGNITION_PATH + secret_id,
@@ -255,4 +234,5 @@ def build_recognition_request(
 
 def build_management_request(path: str, secret_id: str, fields: dict[str, Any]) -> PreparedRequest:
     """A management call: JSON with ``secretId`` in the body next to the auth fields."""
-    return PreparedRequest(path, _JSON, _encode(fields), secret_in_body=secret_id)
+    prefix = b'"secretId":' + _encode(secret_id) + b","
+    return PreparedRequest(path, _JSON, _encode(fields), json_prefix=prefix)

@@ -27,18 +27,10 @@ MIN_SIDE: Final = 256
 """Smallest longest side (px) the resizer shrinks to when it must cut bytes further."""
 
 MAX_PIXELS: Final = 36_000_000
-"""Pixel budget of one decode (an 8K frame fits): about 140 MiB even as RGBA.
-
-Checked from the header before any pixel is decoded; JPEGs are counted at the reduced
-scale they are decoded at (draft mode decodes at 1/2, 1/4 or 1/8 size directly), except
-those libjpeg decodes through a whole-image coefficient buffer (progressive, or a first
-scan without every component): their 2-byte coefficients at full size must fit in the
-budget's RGBA bytes (4 per pixel).
-"""
+"""Pixel budget of one decode, checked from the header before any pixel is decoded."""
 
 MAX_SCANS: Final = 64
-"""Most scans a JPEG may have to be resized: each is a pass over the whole image, and
-encoders write at most a dozen or so (libjpeg's progressive script: 10)."""
+"""Most scans a JPEG may have to be resized (each is a pass over the whole image)."""
 
 _ANIMATED_FORMATS: Final = frozenset({"GIF", "PNG", "WEBP"})
 """Formats whose animations the API refuses (an MPO photo's extra frames are fine)."""

@@ -19,8 +19,9 @@ import httpcore
 import httpx
 
 from ._address_policy import AddressPolicy, AllowEntry
+from ._checks import require
 from ._constants import USER_AGENT
-from ._events import logger
+from ._logging import logger
 from ._pinned_transport import CheckingBackend, PinnedTransport, Resolver, system_resolver
 
 __all__ = [
@@ -76,12 +77,9 @@ class SafeFetcher:
         resolver: Resolver = system_resolver,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("the download timeout must be positive seconds")
-        if max_redirects < 0:
-            raise ValueError("max_redirects must be >= 0")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+        require(timeout > 0, "the download timeout must be positive seconds")
+        require(max_redirects >= 0, "max_redirects must be >= 0")
+        require(max_concurrency >= 1, "max_concurrency must be >= 1")
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.max_concurrency = max_concurrency

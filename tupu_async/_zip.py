@@ -18,14 +18,10 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ._exceptions import InvalidImageError
 
-if TYPE_CHECKING:
-    from ._images import Image
-
-__all__ = ["ZipLimits", "ZipMember", "images_from_zip", "is_zip", "read_zip_members"]
+__all__ = ["ZipLimits", "ZipMember", "is_zip", "read_zip_members", "read_zip_source"]
 
 _CHUNK = 64 * 1024
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -239,16 +235,10 @@ def _read_archive(path: pathlib.Path, archive: str, limit: int) -> bytes:
     return data
 
 
-def images_from_zip(
-    source: bytes | str | os.PathLike[str],
-    *,
-    tag: str | None = None,
-    name: str | None = None,
-    limits: ZipLimits | None = None,
-) -> list[Image]:
-    """One ``Image`` per file member, named ``<archive name>/<member path>``."""
-    from ._images import Image
-
+def read_zip_source(
+    source: bytes | str | os.PathLike[str], *, name: str | None, limits: ZipLimits | None
+) -> tuple[str, list[ZipMember]]:
+    """The archive's label and its file members, from a path or the archive's bytes."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         archive = name or "archive.zip"
@@ -260,7 +250,4 @@ def images_from_zip(
         raise InvalidImageError(
             f"Image.from_zip needs a path or bytes, not {type(source).__name__}"
         )
-    return [
-        Image.from_bytes(member.data, name=f"{archive}/{member.name}", tag=tag)
-        for member in read_zip_members(data, archive=archive, limits=limits)
-    ]
+    return archive, read_zip_members(data, archive=archive, limits=limits)

@@ -3,10 +3,8 @@
 A missing or unusable setting raises :class:`SettingError`, whose message names the flag
 and the variable to set; the commands turn it into exit code 2.
 
-Private key values are never echoed (not in errors, not in ``repr``): the private key
-setting may be a path, PEM text, or base64 of either a PEM file or a bare PEM body
-(common for environment variables). Key text given on the command line works, with a
-warning: other users see argv in ``ps``.
+The private key setting may be a path, PEM text, or base64 of either; its value is never
+echoed (not in errors, not in ``repr``). Key text on the command line works, with a warning.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """``tupu-async demo``: the whole client path against the embedded fake server.
 
-The fake server runs in a child process (or a thread) on loopback HTTP with a fresh key
-pair; a few thousand generated images (URLs, some content images and a few deliberately
-bad inputs) go through ``iter_recognize`` exactly as real traffic would: signed, rate
-limited, verified, regrouped. The report compares images/s with the ceiling the API
-allows (QPS x 10 images per request) and shows what the server counted.
+Generated images go through ``iter_recognize`` to a fake server in a child process (or
+a thread); the report compares images/s with the API's ceiling (QPS x 10 images per
+request) and shows what the server counted.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """What ``tupu-async recognize`` reads: arguments, list files and folders, lazily.
 
 Each input becomes a URL string or an :class:`~tupu_async.Image` whose ``name`` is what
-its result reports, so ``--resume`` can compare names with the output file. A command-line
-argument that is neither a URL nor an existing file or folder is a typing mistake, found
-by ``missing_arguments`` before anything runs. Anything else that is not a URL is a file
-path (the client never reads a ``str`` as a file): a missing or unreadable one (a list-file
-line) becomes that image's error, and the run goes on. Folder walks list only regular
-files, so a FIFO or device named ``x.jpg`` is never opened. A ``.zip`` file (given, or
-found in a folder) stands for its member images (``Image.from_zip``); an archive refused
-by the zip-bomb limits is logged and passed on as one file, which the client reports as
-that input's error.
+its result reports. An argument that is neither a URL nor an existing file or folder is
+found by ``missing_arguments`` before anything runs; any other bad input becomes that
+image's error. A ``.zip`` file stands for its member images.
 """
 
 from __future__ import annotations
@@ -21,9 +15,9 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, TextIO
 
-from .._events import logger
 from .._exceptions import InvalidImageError
 from .._images import Image
+from .._logging import logger
 from ._output import done_names
 
 __all__ = [

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from types import TracebackType
+from dataclasses import dataclass, field
 from typing import IO, Final
 
 from rich.console import Console
@@ -57,17 +57,17 @@ RISK_TYPES: Final = {
 _MAX_FAILURES_SHOWN: Final = 5
 
 
+@dataclass(slots=True)
 class Tally:
     """Counts of what came back: by suggestion, by risk type, and the failures."""
 
-    def __init__(self) -> None:
-        self.total = 0
-        self.ok = 0
-        self.fallbacks = 0
-        self.suggestions: Counter[str] = Counter()
-        self.risk_types: Counter[str] = Counter()
-        self.failures: Counter[str] = Counter()
-        self.failure_examples: list[tuple[str, str]] = []
+    total: int = 0
+    ok: int = 0
+    fallbacks: int = 0
+    suggestions: Counter[str] = field(default_factory=Counter)
+    risk_types: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    failure_examples: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -157,12 +157,7 @@ class JsonLinesWriter:
     def __enter__(self) -> JsonLinesWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -200,12 +195,7 @@ class ProgressBar:
         self._progress.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._progress.stop()
 
     def update(self, *, done: int, errors: int, retries: int) -> None:
