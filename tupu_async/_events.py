@@ -1,4 +1,4 @@
-"""Observability: the ``tupu_async`` logger, event hooks and the ``client.stats`` counters.
+"""Observability: event hooks and the ``client.stats`` counters.
 
 Hooks are plain callables (sync, cheap) so apps can feed metrics without slowing the
 engine down; an exception raised by a hook is logged and swallowed, never lost traffic.
@@ -13,7 +13,7 @@ from typing import Literal
 from ._logging import logger
 from ._throttle_policy import LimiterBelief
 
-__all__ = ["ClientStats", "Hooks", "Listener", "RequestEvent", "logger"]
+__all__ = ["ClientStats", "Hooks", "Listener", "RequestEvent"]
 
 
 @dataclass(frozen=True)

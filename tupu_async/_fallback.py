@@ -19,9 +19,9 @@ import msgspec
 from ._address_policy import AllowEntry
 from ._batching import Batch
 from ._constants import MAX_IMAGE_BYTES
-from ._events import logger
 from ._exceptions import IMAGE_ERROR_CODE, ImageError, InvalidImageError
 from ._images import Image, PreparedImage, generated_name
+from ._logging import logger
 from ._safe_fetch import DownloadError, SafeFetcher
 from ._types import ImageResult
 

@@ -16,7 +16,7 @@ import httpx
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES, USER_AGENT
 from ._deadline import attempt_deadline, bounded_attempt
 from ._envelope import excerpt
-from ._events import ClientStats, Hooks, Listener, RequestEvent, logger
+from ._events import ClientStats, Hooks, Listener, RequestEvent
 from ._exceptions import (
     AmbiguousFailureError,
     ClientClosedError,
@@ -28,6 +28,7 @@ from ._exceptions import (
     error_for_http_status,
 )
 from ._limiter import RateLimiter, SentHook
+from ._logging import logger
 from ._requests import PreparedRequest
 from ._retry import RetryPolicy, classify_httpx_error, parse_retry_after, should_retry
 from ._signing import Signer
