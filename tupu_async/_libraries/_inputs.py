@@ -17,13 +17,13 @@ from typing import TypeVar, Union
 
 import msgspec
 
-from ._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
-from ._exceptions import InvalidImageError, InvalidInputError
-from ._files import open_regular_file, read_regular_file
-from ._images import display_path, sniff_format
-from ._library_types import ImageLibrary
-from ._requests import BASE64_BODY_OVERHEAD
-from ._urls import check_image_url
+from .._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
+from .._exceptions import InvalidImageError, InvalidInputError
+from .._files import open_regular_file, read_regular_file
+from .._images import display_path, sniff_format
+from .._requests import BASE64_BODY_OVERHEAD
+from .._urls import check_image_url
+from ._types import ImageLibrary
 
 __all__ = [
     "ContentSource",

@@ -21,7 +21,7 @@ import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._constants import (
+from .._constants import (
     LIBRARY_ADD_BASE64_PATH,
     LIBRARY_ADD_URLS_PATH,
     LIBRARY_DELETE_PATH,
@@ -32,7 +32,7 @@ from ._constants import (
     LIBRARY_MAX_URLS_PER_REQUEST,
     LIBRARY_SEARCH_PATH,
 )
-from ._exceptions import (
+from .._exceptions import (
     APIError,
     ConfigurationError,
     InvalidImageError,
@@ -40,8 +40,11 @@ from ._exceptions import (
     TupuError,
     is_fatal,
 )
-from ._images import display_path
-from ._library_inputs import (
+from .._images import display_path
+from .._redaction import redact_error
+from .._requests import PreparedRequest, build_management_request
+from .._sending import RequestSender
+from ._inputs import (
     ContentSource,
     SyncSource,
     UploadItem,
@@ -56,14 +59,14 @@ from ._library_inputs import (
     upload_body_base,
     upload_cost,
 )
-from ._library_types import (
+from ._types import (
     NO_ANSWER_CODE,
     ImageLibrary,
     LibraryImage,
     LibraryItemOutcome,
     LibrarySyncReport,
 )
-from ._library_wire import (
+from ._wire import (
     decode_field,
     image_libraries_decoder,
     item_outcomes_decoder,
@@ -72,9 +75,6 @@ from ._library_wire import (
     open_management_body,
     to_library_image,
 )
-from ._redaction import redact_error
-from ._requests import PreparedRequest, build_management_request
-from ._sending import RequestSender
 
 __all__ = ["Libraries"]
 

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Protocol, TypeVar
 
-from ._libraries import Libraries
-from ._library_inputs import ContentSource, SyncSource
-from ._library_types import ImageLibrary, LibraryImage, LibraryItemOutcome, LibrarySyncReport
+from ._inputs import ContentSource, SyncSource
+from ._resource import Libraries
+from ._types import ImageLibrary, LibraryImage, LibraryItemOutcome, LibrarySyncReport
 
 __all__ = ["SyncLibraries"]
 

@@ -21,21 +21,21 @@ import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._envelope import excerpt, open_envelope
-from ._exceptions import (
+from .._envelope import excerpt, open_envelope
+from .._exceptions import (
     APIError,
     MalformedResponseError,
     error_for_code,
     error_for_http_status,
 )
-from ._library_types import (
+from .._sending import raise_for_transient_status
+from ._types import (
     NO_ANSWER_CODE,
     ImageLibrary,
     LibraryImage,
     LibraryItemOutcome,
     parse_updated_at,
 )
-from ._sending import raise_for_transient_status
 
 __all__ = [
     "decode_field",
