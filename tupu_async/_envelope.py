@@ -16,17 +16,9 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._constants import (
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_POLITICAL,
-    TASK_PORN,
-    TASK_VIOLATION,
-    TASK_VIOLENCE,
-    TASK_VULGAR,
-)
+from ._constants import Task
+from ._error_bodies import excerpt, plain_error, read_plain_error, unreadable_body
 from ._exceptions import (
-    APIError,
     MalformedResponseError,
     SignatureVerificationError,
     TupuError,
@@ -51,7 +43,7 @@ from ._types import (
 
 __all__ = ["decode_inner", "open_envelope", "verify_envelope"]
 
-_EXCERPT_CHARS = 200
+_ENVELOPE_SHAPE = "a signed Tupu envelope {'json': ..., 'signature': ...}"
 
 
 class _Outer(msgspec.Struct):
@@ -71,13 +63,13 @@ _summary_decoder = msgspec.json.Decoder(list[SummaryItem])
 _generic_task_decoder = msgspec.json.Decoder(TaskResult[dict[str, Any]])  # type: ignore[type-var]
 
 _TASK_FILE_TYPES: dict[str, type[FileResult]] = {
-    TASK_PORN: PornFile,
-    TASK_POLITICAL: PoliticalFile,
-    TASK_VIOLENCE: ViolenceFile,
-    TASK_OCR_TEXT: OcrFile,
-    TASK_AD: AdFile,
-    TASK_VULGAR: VulgarFile,
-    TASK_VIOLATION: ViolationFile,
+    Task.PORN: PornFile,
+    Task.POLITICAL: PoliticalFile,
+    Task.VIOLENCE: ViolenceFile,
+    Task.OCR_TEXT: OcrFile,
+    Task.AD: AdFile,
+    Task.VULGAR: VulgarFile,
+    Task.VIOLATION: ViolationFile,
 }
 _task_decoders: dict[str, msgspec.json.Decoder[Any]] = {
     task_id: msgspec.json.Decoder(TaskResult[file_type])  # type: ignore[valid-type]
@@ -135,53 +127,6 @@ def _lenient_summary(raw: msgspec.Raw) -> list[SummaryItem]:
     return out
 
 
-def excerpt(body: bytes | str) -> str:
-    """The start of a body, for error messages."""
-    text = body if isinstance(body, str) else body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
-
-
-def _describe(body: bytes, status_code: int | None) -> str:
-    status = f"HTTP {status_code} " if status_code is not None else ""
-    if not body.strip():
-        return f"an empty {status}body"
-    head = body.lstrip()[:1]
-    if head == b"<":
-        where = f" ({status.strip()})" if status else ""
-        return f"an HTML page{where}, probably a proxy or gateway error: {excerpt(body)!r}"
-    if head in (b"{", b"["):
-        return f"a truncated or invalid JSON {status}body: {excerpt(body)!r}"
-    return f"a non-JSON {status}body: {excerpt(body)!r}"
-
-
-def _plain_error(outer: _Outer, body: bytes, status_code: int | None) -> APIError:
-    """An error answer without the signed envelope (e.g. ``{"error": ...}``)."""
-    err = outer.error
-    code: int | None = None
-    message = ""
-    if isinstance(err, dict):
-        raw_code = err.get("code")
-        code = raw_code if isinstance(raw_code, int) else None
-        message = str(err.get("message") or err.get("msg") or "")
-    elif err is not None:
-        message = str(err)
-    if isinstance(outer.code, int) and code is None:
-        code = outer.code
-    if not message and isinstance(outer.message, str):
-        message = outer.message
-    if code is not None and code != 0:
-        from ._exceptions import error_for_code
-
-        return error_for_code(code, message, status_code=status_code)
-    if status_code is not None and status_code >= 400:
-        return error_for_http_status(status_code, excerpt(body))
-    return APIError(
-        f"Tupu answered with an error and no signed result: {message or excerpt(body)!r}",
-        status_code=status_code,
-    )
-
-
 def open_envelope(
     body: bytes | str,
     public_key: RSAPublicKey | None,
@@ -199,17 +144,11 @@ def open_envelope(
     try:
         outer = _outer_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        if status_code is not None and status_code >= 400:
-            raise error_for_http_status(status_code, excerpt(data)) from None
-        raise MalformedResponseError(
-            f"expected a signed Tupu envelope {{'json': ..., 'signature': ...}} but got "
-            f"{_describe(data, status_code)}",
-            status_code=status_code,
-            body_excerpt=excerpt(data),
-        ) from None
+        raise unreadable_body(data, status_code, _ENVELOPE_SHAPE) from None
     if outer.json is None:
         if outer.error is not None or outer.code is not None:
-            raise _plain_error(outer, data, status_code)
+            code, message = read_plain_error(outer.error, outer.code, outer.message)
+            raise plain_error(code, message, data, status_code)
         if status_code is not None and status_code >= 400:
             raise error_for_http_status(status_code, excerpt(data))
         raise MalformedResponseError(

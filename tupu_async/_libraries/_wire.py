@@ -21,13 +21,9 @@ import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from .._envelope import excerpt, open_envelope
-from .._exceptions import (
-    APIError,
-    MalformedResponseError,
-    error_for_code,
-    error_for_http_status,
-)
+from .._envelope import open_envelope
+from .._error_bodies import error_from_fields, excerpt, unreadable_body
+from .._exceptions import APIError, MalformedResponseError
 from .._sending import raise_for_transient_status
 from ._types import (
     NO_ANSWER_CODE,
@@ -72,28 +68,11 @@ _any_decoder = msgspec.json.Decoder()
 
 def _error_in(fields: Mapping[str, msgspec.Raw], body: bytes | str, status: int) -> APIError | None:
     """The error a decoded management body reports, if any."""
-    error = _any_decoder.decode(fields["error"]) if "error" in fields else None
-    code = _any_decoder.decode(fields["code"]) if "code" in fields else None
-    message = _any_decoder.decode(fields["message"]) if "message" in fields else None
-    if isinstance(error, dict):
-        code = error.get("code", code)
-        message = error.get("message") or error.get("msg") or message
-    elif error not in (None, "", 0, False):
-        message = str(error) if not message else f"{message}: {error}"
-    text = "" if message is None else str(message)
-    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
-        return error_for_code(code, text, status_code=status)
-    if error not in (None, "", 0, False):
-        if status >= 400:
-            return APIError(
-                f"HTTP {status} from Tupu: {text or excerpt(body)!r}", status_code=status
-            )
-        return APIError(
-            f"Tupu answered with an error: {text or excerpt(body)!r}", status_code=status
-        )
-    if status >= 400:
-        return error_for_http_status(status, excerpt(body))
-    return None
+    error, code, message = (
+        _any_decoder.decode(fields[key]) if key in fields else None
+        for key in ("error", "code", "message")
+    )
+    return error_from_fields(error, code, message, body, status)
 
 
 def open_management_body(
@@ -109,14 +88,7 @@ def open_management_body(
     try:
         fields = _fields_decoder.decode(content)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        if status >= 400:
-            raise error_for_http_status(status, excerpt(content)) from None
-        raise MalformedResponseError(
-            f"expected a JSON object from the Tupu management API but got HTTP {status} "
-            f"{excerpt(content)!r}",
-            status_code=status,
-            body_excerpt=excerpt(content),
-        ) from None
+        raise unreadable_body(content, status, "a JSON object from the management API") from None
     body: bytes | str = content
     if "json" in fields:
         text = open_envelope(content, public_key, status_code=status)
