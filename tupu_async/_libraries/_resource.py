@@ -24,7 +24,6 @@ from .._exceptions import (
     TupuError,
     is_fatal,
 )
-from .._images import display_path
 from .._redaction import redact_error
 from .._requests import PreparedRequest, build_management_request
 from .._sending import RequestSender
@@ -33,6 +32,7 @@ from ._inputs import (
     SyncSource,
     UploadItem,
     check_names,
+    check_sendable,
     check_url,
     folder_images,
     library_id_of,
@@ -210,11 +210,8 @@ class Libraries:
         """The image libraries of this secret id; ``name`` filters them (fuzzy match)."""
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a str or None, not {type(name).__name__}")
-        if name is not None and name != display_path(name):
-            raise InvalidInputError(
-                f"search: the name {display_path(name)[:40]!r} has an unpaired surrogate, "
-                f"which cannot be sent: pass valid Unicode text"
-            )
+        if name is not None:
+            check_sendable(name, "search: the name")
         fields: dict[str, Any] = {"name": name} if name else {}
         request = self._request(constants.LIBRARY_SEARCH_PATH, fields)
         return await self._send(request, "imageLibraries", image_libraries_decoder) or []
