@@ -17,12 +17,11 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ._constants import Task
-from ._error_bodies import excerpt, plain_error, read_plain_error, unreadable_body
+from ._error_bodies import excerpt, not_json, plain_error, read_plain_error, unreadable_body
 from ._exceptions import (
     MalformedResponseError,
     SignatureVerificationError,
     TupuError,
-    error_for_http_status,
 )
 from ._keys import KeySource, load_public_key, official_public_key
 from ._signing import verify_signature
@@ -144,17 +143,15 @@ def open_envelope(
     try:
         outer = _outer_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        raise unreadable_body(data, status_code, _ENVELOPE_SHAPE) from None
+        raise not_json(data, status_code, _ENVELOPE_SHAPE) from None
     if outer.json is None:
         if outer.error is not None or outer.code is not None:
             code, message = read_plain_error(outer.error, outer.code, outer.message)
             raise plain_error(code, message, data, status_code)
-        if status_code is not None and status_code >= 400:
-            raise error_for_http_status(status_code, excerpt(data))
-        raise MalformedResponseError(
+        raise unreadable_body(
+            data,
+            status_code,
             f"the response has no 'json' field, so it is not a Tupu envelope: {excerpt(data)!r}",
-            status_code=status_code,
-            body_excerpt=excerpt(data),
         )
     if public_key is not None:
         if not outer.signature:

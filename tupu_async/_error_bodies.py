@@ -22,6 +22,7 @@ __all__ = [
     "describe_body",
     "error_from_fields",
     "excerpt",
+    "not_json",
     "plain_error",
     "read_plain_error",
     "unreadable_body",
@@ -52,15 +53,18 @@ def describe_body(body: bytes, status_code: int | None) -> str:
     return f"a non-JSON {status}body: {excerpt(body)!r}"
 
 
-def unreadable_body(body: bytes, status: int | None, expected: str) -> TupuError:
-    """The error for a body that does not decode as ``expected``: the HTTP error for an error
-    status, else a ``MalformedResponseError`` saying what came back."""
+def unreadable_body(body: bytes, status: int | None, problem: str) -> TupuError:
+    """The error for a body that is not the expected shape: the HTTP error for an error
+    status, else a ``MalformedResponseError`` with the message ``problem``."""
     if status is not None and status >= 400:
         return error_for_http_status(status, excerpt(body))
-    return MalformedResponseError(
-        f"expected {expected} but got {describe_body(body, status)}",
-        status_code=status,
-        body_excerpt=excerpt(body),
+    return MalformedResponseError(problem, status_code=status, body_excerpt=excerpt(body))
+
+
+def not_json(body: bytes, status: int | None, expected: str) -> TupuError:
+    """:func:`unreadable_body` for a body that does not decode as ``expected`` at all."""
+    return unreadable_body(
+        body, status, f"expected {expected} but got {describe_body(body, status)}"
     )
 
 

@@ -22,7 +22,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from .._envelope import open_envelope
-from .._error_bodies import error_from_fields, excerpt, unreadable_body
+from .._error_bodies import error_from_fields, excerpt, not_json
 from .._exceptions import APIError, MalformedResponseError
 from .._sending import raise_for_transient_status
 from ._types import (
@@ -88,7 +88,7 @@ def open_management_body(
     try:
         fields = _fields_decoder.decode(content)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        raise unreadable_body(content, status, "a JSON object from the management API") from None
+        raise not_json(content, status, "a JSON object from the management API") from None
     body: bytes | str = content
     if "json" in fields:
         text = open_envelope(content, public_key, status_code=status)
