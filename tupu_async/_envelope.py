@@ -1,16 +1,12 @@
-"""Response envelopes: verify the signature over the text as received, then decode.
+"""Signed response envelopes: verify the signature over the text as received, then decode.
 
-A success response is ``{"json": "<text>", "signature": "<base64>"}``; the signature is
-over the UTF-8 bytes of ``<text>`` exactly as received (re-serialising it would break
-the signature). Error responses are sometimes plain JSON with an ``error`` key, and
-proxies answer with HTML: every shape that is not a well-formed envelope becomes a
-``TupuError`` that says what came back, never a raw decode exception.
-
-Decoders are built once at import and reused.
+A success response is ``{"json": "<text>", "signature": "<base64>"}``. Every other shape
+becomes a ``TupuError`` saying what came back (see ``docs/design-libraries.md``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -23,7 +19,9 @@ from ._exceptions import (
     SignatureVerificationError,
     TupuError,
 )
+from ._freshness import check_age
 from ._keys import KeySource, load_public_key, official_public_key
+from ._regroup import regroup_unknown_inputs
 from ._signing import verify_signature
 from ._types import (
     AdFile,
@@ -275,21 +273,16 @@ def verify_envelope(
 ) -> RecognitionResponse:
     """Verify and decode a signed envelope that reached you some other way (a callback).
 
-    ``public_key=None`` uses the bundled official Tupu key. Returns the decoded response
-    with ``images`` regrouped per image (by the order of ``summary`` or of the first
-    task's ``fileList``). A bad signature raises ``SignatureVerificationError``; anything
-    that is not a well-formed envelope raises a ``TupuError`` saying what came back. A
+    Args:
+        body: the envelope, as received.
+        public_key: the key to verify with; None uses the bundled official Tupu key.
+        max_age: seconds; when set, a response whose ``timestamp`` is further than that
+            from the local clock, or missing, raises ``StaleResponseError``. Default off.
+
+    Returns the decoded response with ``images`` regrouped per image. A bad signature
+    raises ``SignatureVerificationError``, any other malformed body a ``TupuError``; a
     non-zero ``code`` is returned, not raised: read ``response.code``.
-
-    ``max_age`` (seconds, default None: off, since callbacks arrive late and are
-    retried) refuses a response whose ``timestamp`` is further than that from the local
-    clock, or that has none, with ``StaleResponseError``.
     """
-    import time
-
-    from ._freshness import check_age
-    from ._regroup import regroup_unknown_inputs
-
     if max_age is not None and not max_age > 0:
         raise ValueError(f"max_age must be a positive number of seconds or None, got {max_age!r}")
 

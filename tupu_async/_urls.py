@@ -1,9 +1,9 @@
-"""Image URLs: what a ``str`` input must look like before it is sent to the service.
+"""Image URLs: the one check of what a ``str`` input must look like before it is sent.
 
 A ``str`` is only ever a URL, never a local file name. The rule, checked without any
 I/O: scheme ``http`` or ``https``, a host, at most :data:`MAX_URL_LENGTH` characters,
 and no whitespace, control characters or unpaired surrogates anywhere (percent-encode
-them). Non-ASCII letters are allowed (the service receives the URL as JSON text).
+them). Non-ASCII letters are allowed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ._exceptions import InvalidImageError
 __all__ = ["MAX_URL_LENGTH", "URL_RULE", "check_image_url", "not_a_url_error", "shown"]
 
 MAX_URL_LENGTH: Final = 8192
-"""Longest URL accepted, in characters: room for long presigned URLs, well under body caps."""
+"""Longest URL accepted, in characters."""
 
 URL_RULE: Final = (
     f"an image URL needs the http:// or https:// scheme and a host, at most "

@@ -260,13 +260,12 @@ def read_or_error(item: UploadItem) -> bytes | InvalidImageError:
 def plan_chunks(
     costs: Sequence[int], *, max_items: int, max_bytes: int | None = None, base_bytes: int = 0
 ) -> list[range]:
-    """Split items into consecutive chunks of at most ``max_items`` items and ``max_bytes``.
+    """Split items into the fewest consecutive chunks of at most ``max_items`` items and
+    ``max_bytes`` bytes.
 
     ``costs[i]`` is what item ``i`` adds to a request body and ``base_bytes`` what every
-    body costs before any item. Chunks are filled greedily, in order, which gives the
-    fewest possible chunks of consecutive items: every chunk but the last is closed only
-    because its next item would break a limit. An item that alone breaks ``max_bytes``
-    gets a chunk of its own (callers reject such items before planning).
+    body costs before any item. An item that alone breaks ``max_bytes`` gets a chunk of
+    its own.
     """
     if max_items < 1:
         raise ValueError("max_items must be >= 1")

@@ -125,9 +125,7 @@ class Libraries:
         self, request: PreparedRequest, key: str, decoder: msgspec.json.Decoder[list[T] | None]
     ) -> list[T] | None:
         """Send ``request``; its answer's ``key`` list, decoded (None when absent or null).
-
-        Decoding happens inside the attempt, so a malformed answer is retried too.
-        """
+        A malformed answer is retried like a failed attempt."""
         public_key = self._public_key
 
         def parse(response: httpx.Response) -> list[T] | None:
@@ -260,11 +258,11 @@ class Libraries:
     ) -> list[LibraryItemOutcome]:
         """Upload images (base64): ``{name: bytes | path}`` or ``[(name, bytes | path), ...]``.
 
-        Every item is checked to be an image before anything is sent (files are read
-        when their request is built, so memory holds only the requests in flight). Sent
-        in requests of at most ``max_images_per_request`` (100) images and
-        ``max_body_bytes`` (100 MiB) of body; an image too large for a body on its own is
-        an ``InvalidImageError``. Returns one outcome per image, in input order.
+        Every item is checked to be an image before anything is sent; files are read
+        when their request is built. Sent in requests of at most
+        ``max_images_per_request`` (100) images and ``max_body_bytes`` (100 MiB) of body;
+        an image too large for a body on its own is an ``InvalidImageError``. Returns one
+        outcome per image, in input order.
         """
         library_id = library_id_of(library_id)
         pairs = name_value_pairs(images, "add_images")
@@ -443,7 +441,7 @@ def _desired(
 
 
 def _is_too_large(exc: TupuError) -> bool:
-    """HTTP 413: this body was too large for the service or a proxy; other chunks may pass."""
+    """HTTP 413: this body was too large; the chunk fails, the call goes on."""
     return isinstance(exc, ConfigurationError) and exc.status_code == 413
 
 

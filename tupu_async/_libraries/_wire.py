@@ -1,14 +1,8 @@
 """Decoding the answers of the image-library management endpoints.
 
-Holds the lenient wire structs of per-item answers, the decoders ``Libraries`` sends
-with, :func:`open_management_body` (HTTP status, signed or plain body, error fields ->
-the top-level fields or a classified ``TupuError``), :func:`decode_field` and the
-mapping of wire answers to the public types (:func:`to_library_image`,
-:func:`match_outcomes`: exactly one outcome per input name).
-
-Responses come in two shapes: the plain JSON the docs show, and the signed envelope
-``{"json": ..., "signature": ...}`` used by recognition. A signed one is verified with
-the client's Tupu public key; a plain one is decoded as it is.
+An answer is plain JSON or a signed envelope (verified with the client's public key);
+:func:`open_management_body` gives its top-level fields or raises the classified
+``TupuError``, and :func:`match_outcomes` maps per-item answers to one outcome per name.
 """
 
 from __future__ import annotations
