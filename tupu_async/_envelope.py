@@ -13,7 +13,14 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ._constants import Task
-from ._error_bodies import excerpt, not_json, plain_error, read_plain_error, unreadable_body
+from ._error_bodies import (
+    excerpt,
+    malformed,
+    not_json,
+    plain_error,
+    read_plain_error,
+    unreadable_body,
+)
 from ._exceptions import (
     MalformedResponseError,
     SignatureVerificationError,
@@ -242,15 +249,12 @@ def decode_inner(text: str) -> RecognitionResponse:
             else:
                 extra[key] = _any_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
-        raise MalformedResponseError(
-            f"the signed response text is not the JSON Tupu documents ({exc}): {excerpt(text)!r}",
-            body_excerpt=excerpt(text),
+        raise malformed(
+            f"the signed response text is not the JSON Tupu documents ({exc})", text
         ) from None
     except RecursionError:  # nesting deeper than the decoder's stack allows
-        raise MalformedResponseError(
-            f"the signed response text nests too deeply to be the JSON Tupu documents: "
-            f"{excerpt(text)!r}",
-            body_excerpt=excerpt(text),
+        raise malformed(
+            "the signed response text nests too deeply to be the JSON Tupu documents", text
         ) from None
     return RecognitionResponse(
         code=code,

@@ -22,6 +22,7 @@ __all__ = [
     "describe_body",
     "error_from_fields",
     "excerpt",
+    "malformed",
     "not_json",
     "plain_error",
     "read_plain_error",
@@ -51,6 +52,13 @@ def describe_body(body: bytes, status_code: int | None) -> str:
     if head in (b"{", b"["):
         return f"a truncated or invalid JSON {status}body: {excerpt(body)!r}"
     return f"a non-JSON {status}body: {excerpt(body)!r}"
+
+
+def malformed(problem: str, body: bytes | str, status: int | None = None) -> TupuError:
+    """``MalformedResponseError``: ``problem``, then the quoted excerpt of ``body``."""
+    return MalformedResponseError(
+        f"{problem}: {excerpt(body)!r}", status_code=status, body_excerpt=excerpt(body)
+    )
 
 
 def unreadable_body(body: bytes, status: int | None, problem: str) -> TupuError:

@@ -16,8 +16,8 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from .._envelope import open_envelope
-from .._error_bodies import error_from_fields, excerpt, not_json
-from .._exceptions import APIError, MalformedResponseError
+from .._error_bodies import error_from_fields, malformed, not_json
+from .._exceptions import APIError
 from .._sending import raise_for_transient_status
 from ._types import (
     NO_ANSWER_CODE,
@@ -89,27 +89,22 @@ def open_management_body(
         try:
             fields = _fields_decoder.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            raise MalformedResponseError(
-                f"the signed management answer is not a JSON object: {excerpt(text)!r}",
-                status_code=status,
-                body_excerpt=excerpt(text),
+            raise malformed(
+                "the signed management answer is not a JSON object", text, status
             ) from None
         body = text
     elif "signature" in fields:
-        raise MalformedResponseError(
+        raise malformed(
             "the management answer carries a signature but no signed 'json' text, so it "
-            f"cannot be verified: {excerpt(content)!r}",
-            status_code=status,
-            body_excerpt=excerpt(content),
+            "cannot be verified",
+            content,
+            status,
         )
     try:
         error = _error_in(fields, body, status)
     except RecursionError:
-        raise MalformedResponseError(
-            f"the management answer nests too deeply to be what the docs describe: "
-            f"{excerpt(body)!r}",
-            status_code=status,
-            body_excerpt=excerpt(body),
+        raise malformed(
+            "the management answer nests too deeply to be what the docs describe", body, status
         ) from None
     if error is not None:
         raise error
@@ -126,10 +121,8 @@ def decode_field(
     try:
         return decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        raise MalformedResponseError(
-            f"the management answer's {key!r} is not what the docs describe ({exc}): "
-            f"{excerpt(bytes(raw))!r}",
-            body_excerpt=excerpt(bytes(raw)),
+        raise malformed(
+            f"the management answer's {key!r} is not what the docs describe ({exc})", bytes(raw)
         ) from None
 
 
