@@ -42,8 +42,14 @@ class SyncLibraries:
         self._call = call
 
     search = _blocking(Libraries.search)
+    """Blocking :meth:`Libraries.search <tupu_async.Libraries.search>`."""
     list_images = _blocking(Libraries.list_images)
+    """Blocking :meth:`Libraries.list_images <tupu_async.Libraries.list_images>`."""
     add_urls = _blocking(Libraries.add_urls)
+    """Blocking :meth:`Libraries.add_urls <tupu_async.Libraries.add_urls>`."""
     add_images = _blocking(Libraries.add_images)
+    """Blocking :meth:`Libraries.add_images <tupu_async.Libraries.add_images>`."""
     delete = _blocking(Libraries.delete)
+    """Blocking :meth:`Libraries.delete <tupu_async.Libraries.delete>`."""
     sync_library = _blocking(Libraries.sync_library)
+    """Blocking :meth:`Libraries.sync_library <tupu_async.Libraries.sync_library>`."""
