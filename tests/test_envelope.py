@@ -40,7 +40,8 @@ from tupu_async._constants import (
     TASK_PORN,
     TASK_VIOLENCE,
 )
-from tupu_async._envelope import decode_inner, excerpt, open_envelope
+from tupu_async._envelope import decode_inner, open_envelope
+from tupu_async._error_bodies import excerpt
 from tupu_async._keys import official_public_key
 from tupu_async._signing import sign_message
 from tupu_async._types import (

@@ -35,8 +35,8 @@ from tupu_async._exceptions import (
     TupuError,
 )
 from tupu_async._libraries import Libraries
-from tupu_async._library_inputs import ContentSource, plan_chunks
-from tupu_async._library_types import (
+from tupu_async._libraries._inputs import ContentSource, plan_chunks
+from tupu_async._libraries._types import (
     ImageLibrary,
     LibraryImage,
     LibraryItemOutcome,

@@ -39,13 +39,14 @@ from ._exceptions import (
 from ._images import Image, ImageInput
 from ._keys import KeySource
 from ._labels import PoliticalLabel, PornLabel, RiskType, Suggestion, TaskId, ViolationLabel
-from ._libraries import Libraries
-from ._library_types import (
+from ._libraries import (
     ImageLibrary,
+    Libraries,
     LibraryImage,
     LibraryItemOutcome,
     LibrarySyncReport,
     LibraryType,
+    SyncLibraries,
 )
 from ._limiter import LocalLimiter, RateLimiter, UnlimitedLimiter
 from ._public import rehome as _rehome
@@ -53,7 +54,6 @@ from ._redis_limiter import RedisLimiter
 from ._requests import Transport
 from ._retry import RetryPolicy
 from ._sync import BlockingCallError, TupuClient
-from ._sync_libraries import SyncLibraries
 from ._throttle_policy import LimiterBelief
 from ._types import (
     AdFile,

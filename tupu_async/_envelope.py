@@ -1,38 +1,34 @@
-"""Response envelopes: verify the signature over the text as received, then decode.
+"""Signed response envelopes: verify the signature over the text as received, then decode.
 
-A success response is ``{"json": "<text>", "signature": "<base64>"}``; the signature is
-over the UTF-8 bytes of ``<text>`` exactly as received (re-serialising it would break
-the signature). Error responses are sometimes plain JSON with an ``error`` key, and
-proxies answer with HTML: every shape that is not a well-formed envelope becomes a
-``TupuError`` that says what came back, never a raw decode exception.
-
-Decoders are built once at import and reused.
+A success response is ``{"json": "<text>", "signature": "<base64>"}``. Every other shape
+becomes a ``TupuError`` saying what came back (see ``docs/design-libraries.md``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._constants import (
-    TASK_AD,
-    TASK_OCR_TEXT,
-    TASK_POLITICAL,
-    TASK_PORN,
-    TASK_VIOLATION,
-    TASK_VIOLENCE,
-    TASK_VULGAR,
+from ._constants import Task
+from ._error_bodies import (
+    excerpt,
+    malformed,
+    not_json,
+    plain_error,
+    read_plain_error,
+    unreadable_body,
 )
 from ._exceptions import (
-    APIError,
     MalformedResponseError,
     SignatureVerificationError,
     TupuError,
-    error_for_http_status,
 )
+from ._freshness import check_age
 from ._keys import KeySource, load_public_key, official_public_key
+from ._regroup import regroup_unknown_inputs
 from ._signing import verify_signature
 from ._types import (
     AdFile,
@@ -51,7 +47,7 @@ from ._types import (
 
 __all__ = ["decode_inner", "open_envelope", "verify_envelope"]
 
-_EXCERPT_CHARS = 200
+_ENVELOPE_SHAPE = "a signed Tupu envelope {'json': ..., 'signature': ...}"
 
 
 class _Outer(msgspec.Struct):
@@ -71,13 +67,13 @@ _summary_decoder = msgspec.json.Decoder(list[SummaryItem])
 _generic_task_decoder = msgspec.json.Decoder(TaskResult[dict[str, Any]])  # type: ignore[type-var]
 
 _TASK_FILE_TYPES: dict[str, type[FileResult]] = {
-    TASK_PORN: PornFile,
-    TASK_POLITICAL: PoliticalFile,
-    TASK_VIOLENCE: ViolenceFile,
-    TASK_OCR_TEXT: OcrFile,
-    TASK_AD: AdFile,
-    TASK_VULGAR: VulgarFile,
-    TASK_VIOLATION: ViolationFile,
+    Task.PORN: PornFile,
+    Task.POLITICAL: PoliticalFile,
+    Task.VIOLENCE: ViolenceFile,
+    Task.OCR_TEXT: OcrFile,
+    Task.AD: AdFile,
+    Task.VULGAR: VulgarFile,
+    Task.VIOLATION: ViolationFile,
 }
 _task_decoders: dict[str, msgspec.json.Decoder[Any]] = {
     task_id: msgspec.json.Decoder(TaskResult[file_type])  # type: ignore[valid-type]
@@ -135,53 +131,6 @@ def _lenient_summary(raw: msgspec.Raw) -> list[SummaryItem]:
     return out
 
 
-def excerpt(body: bytes | str) -> str:
-    """The start of a body, for error messages."""
-    text = body if isinstance(body, str) else body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
-
-
-def _describe(body: bytes, status_code: int | None) -> str:
-    status = f"HTTP {status_code} " if status_code is not None else ""
-    if not body.strip():
-        return f"an empty {status}body"
-    head = body.lstrip()[:1]
-    if head == b"<":
-        where = f" ({status.strip()})" if status else ""
-        return f"an HTML page{where}, probably a proxy or gateway error: {excerpt(body)!r}"
-    if head in (b"{", b"["):
-        return f"a truncated or invalid JSON {status}body: {excerpt(body)!r}"
-    return f"a non-JSON {status}body: {excerpt(body)!r}"
-
-
-def _plain_error(outer: _Outer, body: bytes, status_code: int | None) -> APIError:
-    """An error answer without the signed envelope (e.g. ``{"error": ...}``)."""
-    err = outer.error
-    code: int | None = None
-    message = ""
-    if isinstance(err, dict):
-        raw_code = err.get("code")
-        code = raw_code if isinstance(raw_code, int) else None
-        message = str(err.get("message") or err.get("msg") or "")
-    elif err is not None:
-        message = str(err)
-    if isinstance(outer.code, int) and code is None:
-        code = outer.code
-    if not message and isinstance(outer.message, str):
-        message = outer.message
-    if code is not None and code != 0:
-        from ._exceptions import error_for_code
-
-        return error_for_code(code, message, status_code=status_code)
-    if status_code is not None and status_code >= 400:
-        return error_for_http_status(status_code, excerpt(body))
-    return APIError(
-        f"Tupu answered with an error and no signed result: {message or excerpt(body)!r}",
-        status_code=status_code,
-    )
-
-
 def open_envelope(
     body: bytes | str,
     public_key: RSAPublicKey | None,
@@ -199,23 +148,15 @@ def open_envelope(
     try:
         outer = _outer_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        if status_code is not None and status_code >= 400:
-            raise error_for_http_status(status_code, excerpt(data)) from None
-        raise MalformedResponseError(
-            f"expected a signed Tupu envelope {{'json': ..., 'signature': ...}} but got "
-            f"{_describe(data, status_code)}",
-            status_code=status_code,
-            body_excerpt=excerpt(data),
-        ) from None
+        raise not_json(data, status_code, _ENVELOPE_SHAPE) from None
     if outer.json is None:
         if outer.error is not None or outer.code is not None:
-            raise _plain_error(outer, data, status_code)
-        if status_code is not None and status_code >= 400:
-            raise error_for_http_status(status_code, excerpt(data))
-        raise MalformedResponseError(
+            code, message = read_plain_error(outer.error, outer.code, outer.message)
+            raise plain_error(code, message, data, status_code)
+        raise unreadable_body(
+            data,
+            status_code,
             f"the response has no 'json' field, so it is not a Tupu envelope: {excerpt(data)!r}",
-            status_code=status_code,
-            body_excerpt=excerpt(data),
         )
     if public_key is not None:
         if not outer.signature:
@@ -308,15 +249,12 @@ def decode_inner(text: str) -> RecognitionResponse:
             else:
                 extra[key] = _any_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
-        raise MalformedResponseError(
-            f"the signed response text is not the JSON Tupu documents ({exc}): {excerpt(text)!r}",
-            body_excerpt=excerpt(text),
+        raise malformed(
+            f"the signed response text is not the JSON Tupu documents ({exc})", text
         ) from None
     except RecursionError:  # nesting deeper than the decoder's stack allows
-        raise MalformedResponseError(
-            f"the signed response text nests too deeply to be the JSON Tupu documents: "
-            f"{excerpt(text)!r}",
-            body_excerpt=excerpt(text),
+        raise malformed(
+            "the signed response text nests too deeply to be the JSON Tupu documents", text
         ) from None
     return RecognitionResponse(
         code=code,
@@ -339,21 +277,16 @@ def verify_envelope(
 ) -> RecognitionResponse:
     """Verify and decode a signed envelope that reached you some other way (a callback).
 
-    ``public_key=None`` uses the bundled official Tupu key. Returns the decoded response
-    with ``images`` regrouped per image (by the order of ``summary`` or of the first
-    task's ``fileList``). A bad signature raises ``SignatureVerificationError``; anything
-    that is not a well-formed envelope raises a ``TupuError`` saying what came back. A
+    Args:
+        body: the envelope, as received.
+        public_key: the key to verify with; None uses the bundled official Tupu key.
+        max_age: seconds; when set, a response whose ``timestamp`` is further than that
+            from the local clock, or missing, raises ``StaleResponseError``. Default off.
+
+    Returns the decoded response with ``images`` regrouped per image. A bad signature
+    raises ``SignatureVerificationError``, any other malformed body a ``TupuError``; a
     non-zero ``code`` is returned, not raised: read ``response.code``.
-
-    ``max_age`` (seconds, default None: off, since callbacks arrive late and are
-    retried) refuses a response whose ``timestamp`` is further than that from the local
-    clock, or that has none, with ``StaleResponseError``.
     """
-    import time
-
-    from ._freshness import check_age
-    from ._regroup import regroup_unknown_inputs
-
     if max_age is not None and not max_age > 0:
         raise ValueError(f"max_age must be a positive number of seconds or None, got {max_age!r}")
 

@@ -15,7 +15,7 @@ import httpx
 
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES, USER_AGENT
 from ._deadline import attempt_deadline, bounded_attempt
-from ._envelope import excerpt
+from ._error_bodies import excerpt
 from ._events import ClientStats, Hooks, Listener, RequestEvent
 from ._exceptions import (
     AmbiguousFailureError,

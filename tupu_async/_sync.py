@@ -40,10 +40,10 @@ from ._events import ClientStats, Hooks
 from ._exceptions import ClientClosedError, TupuError
 from ._images import ImageInput
 from ._keys import KeySource
+from ._libraries import SyncLibraries
 from ._limiter import RateLimiter
 from ._requests import Transport
 from ._retry import RetryPolicy
-from ._sync_libraries import SyncLibraries
 from ._types import ImageResult, RecognitionResponse
 
 __all__ = ["BlockingCallError", "ClientClosedError", "TupuClient"]

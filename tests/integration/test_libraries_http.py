@@ -16,8 +16,7 @@ import pytest
 
 from tupu_async._client import AsyncTupuClient
 from tupu_async._exceptions import APIError, AuthenticationError, SignatureVerificationError
-from tupu_async._libraries import Libraries
-from tupu_async._library_types import LibraryType
+from tupu_async._libraries import Libraries, LibraryType
 from tupu_async._retry import RetryPolicy
 from tupu_async.testing import FakeTupuServer
 

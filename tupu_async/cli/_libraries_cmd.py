@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._library_types import LibraryItemOutcome
+from .._libraries import LibraryItemOutcome
 from ._config import Settings
 from ._inputs import image_files
 

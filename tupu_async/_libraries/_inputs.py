@@ -1,11 +1,7 @@
-"""Checking what callers pass to ``client.libraries`` and planning its requests.
+"""Checking what callers pass to ``client.libraries``, and planning its requests.
 
-Holds the validation of library ids, image names, ``(name, value)`` pairs and URLs;
-:class:`UploadItem`, one checked ``add_images`` item (bytes, or a file read only when its
-request is built) with what it costs in a base64 body; the folder scan of
-``sync_library``; and :func:`plan_chunks`, the pure planner that splits items into
-requests within the API's limits. Bad input raises ``InvalidInputError`` (a ``ValueError``),
-or ``InvalidImageError`` for image content and URLs, before anything is sent.
+Bad input raises ``InvalidInputError`` (a ``ValueError``), or ``InvalidImageError`` for
+image content and URLs, before anything is sent.
 """
 
 from __future__ import annotations
@@ -13,23 +9,25 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar, Union
 
 import msgspec
 
-from ._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
-from ._exceptions import InvalidImageError, InvalidInputError
-from ._files import open_regular_file, read_regular_file
-from ._images import display_path, sniff_format
-from ._library_types import ImageLibrary
-from ._requests import BASE64_BODY_OVERHEAD
-from ._urls import check_image_url
+from .._constants import ACCEPTED_FORMATS, LIBRARY_NAME_MAX_CHARS
+from .._exceptions import InvalidImageError, InvalidInputError
+from .._files import open_regular_file, read_regular_file
+from .._images import display_path, sniff_format
+from .._requests import BASE64_BODY_OVERHEAD
+from .._urls import check_image_url, shown
+from ._types import ImageLibrary
 
 __all__ = [
     "ContentSource",
     "SyncSource",
     "UploadItem",
     "check_names",
+    "check_sendable",
     "check_url",
     "folder_images",
     "library_id_of",
@@ -45,7 +43,7 @@ T = TypeVar("T")
 
 ContentSource = Union[bytes, bytearray, memoryview, "os.PathLike[str]"]
 """Content for ``add_images``: image bytes, or the path of an image file."""
-SyncSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+SyncSource = ContentSource | str
 """A desired image in ``sync_library``: bytes, a ``PathLike`` file, or an http(s) URL ``str``."""
 
 _HEADER_BYTES = 32
@@ -63,12 +61,18 @@ def library_id_of(library: str | ImageLibrary) -> str:
             "library_id is empty: pass the image library's id (see client.libraries.search() "
             "or the console's 图片名单库 page)"
         )
-    if library != display_path(library):
-        raise InvalidInputError(
-            f"library_id {display_path(library)[:40]!r} has an unpaired surrogate, which "
-            f"cannot be sent: pass the id as valid Unicode text"
-        )
+    check_sendable(library, "library_id")
     return library
+
+
+def check_sendable(text: str, what: str) -> None:
+    """Raise InvalidInputError when ``text`` (described by ``what``) has an unpaired
+    surrogate, which cannot be encoded for sending."""
+    if text != display_path(text):
+        raise InvalidInputError(
+            f"{what} {display_path(text)[:40]!r} has an unpaired surrogate, which cannot be "
+            f"sent: pass valid Unicode text"
+        )
 
 
 def check_names(names: Sequence[str], what: str) -> None:
@@ -82,12 +86,7 @@ def check_names(names: Sequence[str], what: str) -> None:
             )
         if not name.strip():
             raise InvalidInputError(f"{what}: an image name is empty: give every image a name")
-        if name != display_path(name):
-            raise InvalidInputError(
-                f"{what}: the image name {display_path(name)[:40]!r} has an unpaired "
-                f"surrogate (a file name that is not UTF-8?), which cannot be sent: pass "
-                f"valid Unicode text"
-            )
+        check_sendable(name, f"{what}: the image name")
         if len(name) > LIBRARY_NAME_MAX_CHARS:
             raise InvalidInputError(
                 f"{what}: the image name {name[:40]!r}… is {len(name)} characters; the API "
@@ -97,9 +96,9 @@ def check_names(names: Sequence[str], what: str) -> None:
             duplicates.append(name)
         seen.add(name)
     if duplicates:
-        shown = ", ".join(repr(n) for n in duplicates[:5])
+        repeated = ", ".join(repr(n) for n in duplicates[:5])
         raise InvalidInputError(
-            f"{what}: image names must be unique within one call; repeated: {shown}"
+            f"{what}: image names must be unique within one call; repeated: {repeated}"
             + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
         )
 
@@ -131,30 +130,20 @@ def name_value_pairs(
 
 
 def check_url(name: str, url: object) -> str:
-    """``url`` when it follows the image URL rule (``_urls``); InvalidImageError otherwise."""
-    if isinstance(url, str) and not url[:8].lower().startswith(("http://", "https://")):
-        raise InvalidImageError(
-            f"image {name!r}: {url[:200]!r} is not an http(s) URL; pass URLs starting with "
-            f"http:// or https:// (use add_images for local files and bytes)"
-        )
-    try:
-        return check_image_url(url)
-    except InvalidImageError as exc:
-        raise InvalidImageError(f"image {name!r}: {exc}") from None
+    """``url`` when it follows the image URL rule of ``_urls``; InvalidImageError otherwise."""
+    return check_image_url(
+        url, where=f"image {name!r}: ", local="use add_images for local files and bytes"
+    )
 
 
+@dataclass(frozen=True, slots=True)
 class UploadItem:
     """One validated ``add_images`` item: its bytes, or a file read when its chunk is sent."""
 
-    __slots__ = ("data", "name", "path", "size")
-
-    def __init__(
-        self, name: str, *, data: bytes | None = None, path: pathlib.Path | None = None, size: int
-    ) -> None:
-        self.name = name
-        self.data = data
-        self.path = path
-        self.size = size
+    name: str
+    size: int
+    data: bytes | None = None
+    path: pathlib.Path | None = None
 
     def read(self) -> bytes:
         """The content; a file is read again, and must still be the size it was checked at."""
@@ -187,10 +176,10 @@ def to_upload_item(name: str, value: object) -> UploadItem:
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         _check_content(name, data[:_HEADER_BYTES], len(data), "the content")
-        return UploadItem(name, data=data, size=len(data))
+        return UploadItem(name, len(data), data=data)
     if isinstance(value, str) and value.startswith(("http://", "https://")):
         raise InvalidImageError(
-            f"image {name!r}: {value[:200]!r} is a URL: add URLs with add_urls, which lets "
+            f"image {name!r}: {shown(value)} is a URL: add URLs with add_urls, which lets "
             f"the service download them"
         )
     if isinstance(value, str):
@@ -201,16 +190,16 @@ def to_upload_item(name: str, value: object) -> UploadItem:
         )
     if isinstance(value, os.PathLike):
         path = pathlib.Path(value)
-        shown = display_path(path)
-        with open_regular_file(path, f"image {name!r}: {shown}") as (fd, size):
+        where = display_path(path)
+        with open_regular_file(path, f"image {name!r}: {where}") as (fd, size):
             try:
                 head = os.read(fd, _HEADER_BYTES)
             except OSError as exc:
                 raise InvalidImageError(
-                    f"image {name!r}: cannot read {shown} ({exc.strerror or exc})"
+                    f"image {name!r}: cannot read {where} ({exc.strerror or exc})"
                 ) from None
-        _check_content(name, head, size, shown)
-        return UploadItem(name, path=path, size=size)
+        _check_content(name, head, size, where)
+        return UploadItem(name, size, path=path)
     raise InvalidImageError(
         f"image {name!r}: add_images takes bytes or a file path, not {type(value).__name__}"
     )
@@ -271,13 +260,12 @@ def read_or_error(item: UploadItem) -> bytes | InvalidImageError:
 def plan_chunks(
     costs: Sequence[int], *, max_items: int, max_bytes: int | None = None, base_bytes: int = 0
 ) -> list[range]:
-    """Split items into consecutive chunks of at most ``max_items`` items and ``max_bytes``.
+    """Split items into the fewest consecutive chunks of at most ``max_items`` items and
+    ``max_bytes`` bytes.
 
     ``costs[i]`` is what item ``i`` adds to a request body and ``base_bytes`` what every
-    body costs before any item. Chunks are filled greedily, in order, which gives the
-    fewest possible chunks of consecutive items: every chunk but the last is closed only
-    because its next item would break a limit. An item that alone breaks ``max_bytes``
-    gets a chunk of its own (callers reject such items before planning).
+    body costs before any item. An item that alone breaks ``max_bytes`` gets a chunk of
+    its own.
     """
     if max_items < 1:
         raise ValueError("max_items must be >= 1")

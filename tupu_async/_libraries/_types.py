@@ -1,10 +1,4 @@
-"""The public types of the image-library API and the lenient ``updatedAt`` parser.
-
-Holds the structs ``client.libraries`` returns (:class:`LibraryType`, :class:`ImageLibrary`,
-:class:`LibraryImage`, :class:`LibraryItemOutcome`, :class:`LibrarySyncReport`), the
-outcome code of an item that got no answer (:data:`NO_ANSWER_CODE`) and
-:func:`parse_updated_at`, which reads the service's several time formats.
-"""
+"""The public types ``client.libraries`` returns, and the lenient ``updatedAt`` parser."""
 
 from __future__ import annotations
 
@@ -145,7 +139,7 @@ _TIME_PATTERN = re.compile(
     re.VERBOSE,
 )
 _UTC_NAMES = frozenset({"UTC", "GMT", "Z", "UT"})
-# Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
+# Epoch numbers above this are milliseconds.
 _EPOCH_MS_THRESHOLD = 1e11
 
 
@@ -164,12 +158,9 @@ def _parse_offset(text: str) -> timezone:
 def parse_updated_at(value: object) -> datetime | None:
     """An aware ``datetime`` from the service's ``updatedAt``, or None. Never raises.
 
-    Reads Go's ``time.Time.String()`` form the docs show (``2022-06-16 07:01:51.935 +0000
-    UTC``, also without or with more fractional digits, and with a trailing ``m=+…``),
-    ISO 8601 (``2022-06-16T07:01:51.935Z``, ``+08:00``) and Unix epoch numbers (seconds, or
-    milliseconds when large). A time with no offset is taken as UTC unless it names a
-    zone other than UTC/GMT, which cannot be resolved (None). Fractions finer than a
-    microsecond are truncated. Anything else, or an impossible date, gives None.
+    Reads Go's ``time.Time.String()`` form (``2022-06-16 07:01:51.935 +0000 UTC``), ISO
+    8601 and Unix epoch numbers (seconds, or milliseconds when large). No offset means
+    UTC; a named zone other than UTC/GMT, anything else, or an impossible date gives None.
     """
     if value is None or isinstance(value, bool):
         return None

@@ -1,14 +1,8 @@
 """Decoding the answers of the image-library management endpoints.
 
-Holds the lenient wire structs of per-item answers, the decoders ``Libraries`` sends
-with, :func:`open_management_body` (HTTP status, signed or plain body, error fields ->
-the top-level fields or a classified ``TupuError``), :func:`decode_field` and the
-mapping of wire answers to the public types (:func:`to_library_image`,
-:func:`match_outcomes`: exactly one outcome per input name).
-
-Responses come in two shapes: the plain JSON the docs show, and the signed envelope
-``{"json": ..., "signature": ...}`` used by recognition. A signed one is verified with
-the client's Tupu public key; a plain one is decoded as it is.
+An answer is plain JSON or a signed envelope (verified with the client's public key);
+:func:`open_management_body` gives its top-level fields or raises the classified
+``TupuError``, and :func:`match_outcomes` maps per-item answers to one outcome per name.
 """
 
 from __future__ import annotations
@@ -21,21 +15,17 @@ import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._envelope import excerpt, open_envelope
-from ._exceptions import (
-    APIError,
-    MalformedResponseError,
-    error_for_code,
-    error_for_http_status,
-)
-from ._library_types import (
+from .._envelope import open_envelope
+from .._error_bodies import error_from_fields, malformed, not_json
+from .._exceptions import APIError
+from .._sending import raise_for_transient_status
+from ._types import (
     NO_ANSWER_CODE,
     ImageLibrary,
     LibraryImage,
     LibraryItemOutcome,
     parse_updated_at,
 )
-from ._sending import raise_for_transient_status
 
 __all__ = [
     "decode_field",
@@ -72,28 +62,11 @@ _any_decoder = msgspec.json.Decoder()
 
 def _error_in(fields: Mapping[str, msgspec.Raw], body: bytes | str, status: int) -> APIError | None:
     """The error a decoded management body reports, if any."""
-    error = _any_decoder.decode(fields["error"]) if "error" in fields else None
-    code = _any_decoder.decode(fields["code"]) if "code" in fields else None
-    message = _any_decoder.decode(fields["message"]) if "message" in fields else None
-    if isinstance(error, dict):
-        code = error.get("code", code)
-        message = error.get("message") or error.get("msg") or message
-    elif error not in (None, "", 0, False):
-        message = str(error) if not message else f"{message}: {error}"
-    text = "" if message is None else str(message)
-    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
-        return error_for_code(code, text, status_code=status)
-    if error not in (None, "", 0, False):
-        if status >= 400:
-            return APIError(
-                f"HTTP {status} from Tupu: {text or excerpt(body)!r}", status_code=status
-            )
-        return APIError(
-            f"Tupu answered with an error: {text or excerpt(body)!r}", status_code=status
-        )
-    if status >= 400:
-        return error_for_http_status(status, excerpt(body))
-    return None
+    error, code, message = (
+        _any_decoder.decode(fields[key]) if key in fields else None
+        for key in ("error", "code", "message")
+    )
+    return error_from_fields(error, code, message, body, status)
 
 
 def open_management_body(
@@ -109,41 +82,29 @@ def open_management_body(
     try:
         fields = _fields_decoder.decode(content)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        if status >= 400:
-            raise error_for_http_status(status, excerpt(content)) from None
-        raise MalformedResponseError(
-            f"expected a JSON object from the Tupu management API but got HTTP {status} "
-            f"{excerpt(content)!r}",
-            status_code=status,
-            body_excerpt=excerpt(content),
-        ) from None
+        raise not_json(content, status, "a JSON object from the management API") from None
     body: bytes | str = content
     if "json" in fields:
         text = open_envelope(content, public_key, status_code=status)
         try:
             fields = _fields_decoder.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            raise MalformedResponseError(
-                f"the signed management answer is not a JSON object: {excerpt(text)!r}",
-                status_code=status,
-                body_excerpt=excerpt(text),
+            raise malformed(
+                "the signed management answer is not a JSON object", text, status
             ) from None
         body = text
     elif "signature" in fields:
-        raise MalformedResponseError(
+        raise malformed(
             "the management answer carries a signature but no signed 'json' text, so it "
-            f"cannot be verified: {excerpt(content)!r}",
-            status_code=status,
-            body_excerpt=excerpt(content),
+            "cannot be verified",
+            content,
+            status,
         )
     try:
         error = _error_in(fields, body, status)
     except RecursionError:
-        raise MalformedResponseError(
-            f"the management answer nests too deeply to be what the docs describe: "
-            f"{excerpt(body)!r}",
-            status_code=status,
-            body_excerpt=excerpt(body),
+        raise malformed(
+            "the management answer nests too deeply to be what the docs describe", body, status
         ) from None
     if error is not None:
         raise error
@@ -160,10 +121,8 @@ def decode_field(
     try:
         return decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        raise MalformedResponseError(
-            f"the management answer's {key!r} is not what the docs describe ({exc}): "
-            f"{excerpt(bytes(raw))!r}",
-            body_excerpt=excerpt(bytes(raw)),
+        raise malformed(
+            f"the management answer's {key!r} is not what the docs describe ({exc})", bytes(raw)
         ) from None
 
 

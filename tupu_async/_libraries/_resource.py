@@ -1,19 +1,13 @@
-"""The image-library (图片名单) management API: the :class:`Libraries` resource.
-
-``client.libraries`` validates input (:mod:`._library_inputs`), splits it into requests
-within the API's limits, sends them through the client's
-:class:`~tupu_async._sending.RequestSender` (limiter, fresh signature and retries per
-attempt), decodes the answers (:mod:`._library_wire`) and maps them back to one
-outcome per input item (the types are in :mod:`._library_types`). Also holds the
-helpers of ``sync_library``: what the library should hold, and the failed outcomes of
-a request that did not get through.
-"""
+"""``client.libraries``: the async :class:`Libraries` resource of the image-library API."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -21,18 +15,8 @@ import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._constants import (
-    LIBRARY_ADD_BASE64_PATH,
-    LIBRARY_ADD_URLS_PATH,
-    LIBRARY_DELETE_PATH,
-    LIBRARY_IMAGES_PATH,
-    LIBRARY_MAX_BODY_BYTES,
-    LIBRARY_MAX_DELETES_PER_REQUEST,
-    LIBRARY_MAX_IMAGES_PER_REQUEST,
-    LIBRARY_MAX_URLS_PER_REQUEST,
-    LIBRARY_SEARCH_PATH,
-)
-from ._exceptions import (
+from .. import _constants as constants
+from .._exceptions import (
     APIError,
     ConfigurationError,
     InvalidImageError,
@@ -40,12 +24,15 @@ from ._exceptions import (
     TupuError,
     is_fatal,
 )
-from ._images import display_path
-from ._library_inputs import (
+from .._redaction import redact_error
+from .._requests import PreparedRequest, build_management_request
+from .._sending import RequestSender
+from ._inputs import (
     ContentSource,
     SyncSource,
     UploadItem,
     check_names,
+    check_sendable,
     check_url,
     folder_images,
     library_id_of,
@@ -56,14 +43,14 @@ from ._library_inputs import (
     upload_body_base,
     upload_cost,
 )
-from ._library_types import (
+from ._types import (
     NO_ANSWER_CODE,
     ImageLibrary,
     LibraryImage,
     LibraryItemOutcome,
     LibrarySyncReport,
 )
-from ._library_wire import (
+from ._wire import (
     decode_field,
     image_libraries_decoder,
     item_outcomes_decoder,
@@ -72,53 +59,55 @@ from ._library_wire import (
     open_management_body,
     to_library_image,
 )
-from ._redaction import redact_error
-from ._requests import PreparedRequest, build_management_request
-from ._sending import RequestSender
 
 __all__ = ["Libraries"]
 
 T = TypeVar("T")
 
-# Chunks of one call in flight at once (each still takes limiter permits per attempt);
-# base64 uploads carry up to 100 MiB each, so fewer of them.
 _CHUNK_CONCURRENCY = 4
 _UPLOAD_CONCURRENCY = 2
 
+_Job = Callable[[], Awaitable[list[LibraryItemOutcome]]]
 
+
+@dataclass(eq=False, repr=False)
 class Libraries:
     """The image-library (图片名单) management API, as ``client.libraries``.
 
-    Every call validates its input before anything is sent (``InvalidInputError``, or
-    ``InvalidImageError`` for image content and URLs; both are ``ValueError``). Batch
-    calls split their items into as few requests as the API's limits allow, send them
-    through the client's limiter with retries, and return exactly one
-    :class:`LibraryItemOutcome` per input item, in input order: a request that still
-    fails after retries yields failed outcomes for its items instead of dropping them.
-    Fatal errors (authentication, configuration, a response signature that does not
-    verify) raise.
+    Every call validates its input before sending (``InvalidInputError``; URLs and image
+    content ``InvalidImageError``; both are ``ValueError``). Batch calls return exactly
+    one :class:`LibraryItemOutcome` per input item, in input order: a request that still
+    fails after retries gives failed outcomes for its items. Fatal errors
+    (authentication, configuration, a signature that does not verify) raise.
 
-    The limits are attributes (``max_urls_per_request``, ``max_images_per_request``,
-    ``max_deletes_per_request``, ``max_body_bytes``, ``max_concurrency``); lower them for
-    a proxy with a smaller body limit.
+    Args:
+        sender: the client's request sender (limiter, signing, retries).
+        public_key: the key that verifies signed answers; None skips verification.
+        max_concurrency: requests of one call in flight at once (>= 1).
+
+    The per-request limits are attributes (``max_urls_per_request``,
+    ``max_images_per_request``, ``max_deletes_per_request``, ``max_body_bytes``); lower
+    them for a proxy with a smaller body limit.
     """
 
-    def __init__(
-        self,
-        sender: RequestSender,
-        public_key: RSAPublicKey | None,
-        *,
-        max_concurrency: int = _CHUNK_CONCURRENCY,
-    ) -> None:
-        if max_concurrency < 1:
+    _sender: RequestSender
+    _public_key: RSAPublicKey | None
+    _: KW_ONLY
+    max_concurrency: int = _CHUNK_CONCURRENCY
+    max_urls_per_request: int = dataclasses.field(
+        default=constants.LIBRARY_MAX_URLS_PER_REQUEST, init=False
+    )
+    max_images_per_request: int = dataclasses.field(
+        default=constants.LIBRARY_MAX_IMAGES_PER_REQUEST, init=False
+    )
+    max_deletes_per_request: int = dataclasses.field(
+        default=constants.LIBRARY_MAX_DELETES_PER_REQUEST, init=False
+    )
+    max_body_bytes: int = dataclasses.field(default=constants.LIBRARY_MAX_BODY_BYTES, init=False)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
-        self._sender = sender
-        self._public_key = public_key
-        self.max_urls_per_request = LIBRARY_MAX_URLS_PER_REQUEST
-        self.max_images_per_request = LIBRARY_MAX_IMAGES_PER_REQUEST
-        self.max_deletes_per_request = LIBRARY_MAX_DELETES_PER_REQUEST
-        self.max_body_bytes = LIBRARY_MAX_BODY_BYTES
-        self.max_concurrency = max_concurrency
 
     def __repr__(self) -> str:
         return f"Libraries(secret_id={self._secret_id!r})"
@@ -136,9 +125,7 @@ class Libraries:
         self, request: PreparedRequest, key: str, decoder: msgspec.json.Decoder[list[T] | None]
     ) -> list[T] | None:
         """Send ``request``; its answer's ``key`` list, decoded (None when absent or null).
-
-        Decoding happens inside the attempt, so a malformed answer is retried too.
-        """
+        A malformed answer is retried like a failed attempt."""
         public_key = self._public_key
 
         def parse(response: httpx.Response) -> list[T] | None:
@@ -163,9 +150,29 @@ class Libraries:
             return _failed(names, exc)
         return match_outcomes(names, answers)
 
-    async def _run_chunks(
-        self, jobs: Sequence[Callable[[], Awaitable[list[LibraryItemOutcome]]]], concurrency: int
+    async def _send_in_chunks(
+        self,
+        path: str,
+        library_id: str,
+        names: Sequence[str],
+        entries: list[dict[str, Any]],
+        max_items: int,
     ) -> list[LibraryItemOutcome]:
+        """Send ``entries`` (one per name) in requests of at most ``max_items``."""
+        chunks = plan_chunks([0] * len(names), max_items=max_items)
+        jobs = [
+            partial(
+                self._send_chunk,
+                path,
+                library_id,
+                names[c.start : c.stop],
+                entries[c.start : c.stop],
+            )
+            for c in chunks
+        ]
+        return await self._run_chunks(jobs, self.max_concurrency)
+
+    async def _run_chunks(self, jobs: Sequence[_Job], concurrency: int) -> list[LibraryItemOutcome]:
         """Run the chunk jobs, at most ``concurrency`` at once; outcomes in job order.
 
         The first fatal error cancels the jobs still running and is raised.
@@ -201,19 +208,16 @@ class Libraries:
         """The image libraries of this secret id; ``name`` filters them (fuzzy match)."""
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a str or None, not {type(name).__name__}")
-        if name is not None and name != display_path(name):
-            raise InvalidInputError(
-                f"search: the name {display_path(name)[:40]!r} has an unpaired surrogate, "
-                f"which cannot be sent: pass valid Unicode text"
-            )
+        if name is not None:
+            check_sendable(name, "search: the name")
         fields: dict[str, Any] = {"name": name} if name else {}
-        request = self._request(LIBRARY_SEARCH_PATH, fields)
+        request = self._request(constants.LIBRARY_SEARCH_PATH, fields)
         return await self._send(request, "imageLibraries", image_libraries_decoder) or []
 
     async def list_images(self, library_id: str | ImageLibrary) -> list[LibraryImage]:
         """Every image in the library (name, stored URL, last update)."""
         library_id = library_id_of(library_id)
-        request = self._request(LIBRARY_IMAGES_PATH, {"imageLibraryId": library_id})
+        request = self._request(constants.LIBRARY_IMAGES_PATH, {"imageLibraryId": library_id})
         images = await self._send(request, "images", library_images_decoder) or []
         return [to_library_image(wire) for wire in images]
 
@@ -239,21 +243,13 @@ class Libraries:
     async def _add_urls(
         self, library_id: str, pairs: Sequence[tuple[str, str]]
     ) -> list[LibraryItemOutcome]:
-        chunks = plan_chunks([0] * len(pairs), max_items=self.max_urls_per_request)
-
-        def job(chunk: range) -> Callable[[], Awaitable[list[LibraryItemOutcome]]]:
-            async def run() -> list[LibraryItemOutcome]:
-                part = [pairs[i] for i in chunk]
-                return await self._send_chunk(
-                    LIBRARY_ADD_URLS_PATH,
-                    library_id,
-                    [name for name, _ in part],
-                    [{"name": name, "url": url} for name, url in part],
-                )
-
-            return run
-
-        return await self._run_chunks([job(c) for c in chunks], self.max_concurrency)
+        return await self._send_in_chunks(
+            constants.LIBRARY_ADD_URLS_PATH,
+            library_id,
+            [name for name, _ in pairs],
+            [{"name": name, "url": url} for name, url in pairs],
+            self.max_urls_per_request,
+        )
 
     async def add_images(
         self,
@@ -262,11 +258,11 @@ class Libraries:
     ) -> list[LibraryItemOutcome]:
         """Upload images (base64): ``{name: bytes | path}`` or ``[(name, bytes | path), ...]``.
 
-        Every item is checked to be an image before anything is sent (files are read
-        when their request is built, so memory holds only the requests in flight). Sent
-        in requests of at most ``max_images_per_request`` (100) images and
-        ``max_body_bytes`` (100 MiB) of body; an image too large for a body on its own is
-        an ``InvalidImageError``. Returns one outcome per image, in input order.
+        Every item is checked to be an image before anything is sent; files are read
+        when their request is built. Sent in requests of at most
+        ``max_images_per_request`` (100) images and ``max_body_bytes`` (100 MiB) of body;
+        an image too large for a body on its own is an ``InvalidImageError``. Returns one
+        outcome per image, in input order.
         """
         library_id = library_id_of(library_id)
         pairs = name_value_pairs(images, "add_images")
@@ -298,7 +294,7 @@ class Libraries:
             base_bytes=base,
         )
 
-        def job(chunk: range) -> Callable[[], Awaitable[list[LibraryItemOutcome]]]:
+        def job(chunk: range) -> _Job:
             async def run() -> list[LibraryItemOutcome]:
                 part = [items[i] for i in chunk]
                 contents = await anyio.to_thread.run_sync(
@@ -313,7 +309,7 @@ class Libraries:
                 if sendable:
                     names = [it.name for it, _ in sendable]
                     outcomes = await self._send_chunk(
-                        LIBRARY_ADD_BASE64_PATH,
+                        constants.LIBRARY_ADD_BASE64_PATH,
                         library_id,
                         names,
                         [{"name": it.name, "content": data} for it, data in sendable],
@@ -349,18 +345,13 @@ class Libraries:
         return await self._delete(library_id, name_list)
 
     async def _delete(self, library_id: str, names: Sequence[str]) -> list[LibraryItemOutcome]:
-        chunks = plan_chunks([0] * len(names), max_items=self.max_deletes_per_request)
-
-        def job(chunk: range) -> Callable[[], Awaitable[list[LibraryItemOutcome]]]:
-            async def run() -> list[LibraryItemOutcome]:
-                part = [names[i] for i in chunk]
-                return await self._send_chunk(
-                    LIBRARY_DELETE_PATH, library_id, part, [{"name": name} for name in part]
-                )
-
-            return run
-
-        return await self._run_chunks([job(c) for c in chunks], self.max_concurrency)
+        return await self._send_in_chunks(
+            constants.LIBRARY_DELETE_PATH,
+            library_id,
+            names,
+            [{"name": name} for name in names],
+            self.max_deletes_per_request,
+        )
 
     # --------------------------------------------------------------------- sync
 
@@ -450,7 +441,7 @@ def _desired(
 
 
 def _is_too_large(exc: TupuError) -> bool:
-    """HTTP 413: this body was too large for the service or a proxy; other chunks may pass."""
+    """HTTP 413: this body was too large; the chunk fails, the call goes on."""
     return isinstance(exc, ConfigurationError) and exc.status_code == 413
 
 
