@@ -18,8 +18,8 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import anyio
 import anyio.lowlevel
 
+from ._checks import check_choice
 from ._constants import MAX_QPS
-from ._limiter_args import check_choice
 from ._logging import logger
 from ._throttle_policy import (
     DEFAULT_MAX_MARGIN,

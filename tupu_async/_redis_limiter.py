@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
+from ._checks import check_choice, check_max_margin, check_seconds, check_window
 from ._constants import DEFAULT_TIMEOUT, MAX_QPS
 from ._limiter import LocalLimiter, PolicyName
-from ._limiter_args import check_choice, check_max_margin, check_seconds, check_window
 from ._logging import logger
 from ._redis_clock import RedisClock, monotonic_us
 from ._redis_connection import (

@@ -18,7 +18,9 @@ from typing import Final
 
 import httpx
 
+from ._checks import check_seconds
 from ._constants import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RETRIES
+from ._error_bodies import excerpt
 from ._exceptions import (
     ConfigurationError,
     MalformedResponseError,
@@ -45,9 +47,6 @@ MAX_RETRY_AFTER: Final = 60.0
 # Backoff doubles per attempt up to backoff_max; past this exponent 2**n is no longer finite.
 _MAX_EXPONENT: Final = 1023  # 2.0**1023 is the largest power of two a float holds
 _DELTA_SECONDS = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
-_EXCERPT_CHARS: Final = 200
-
-
 # httpx's failures, most specific first: the error each becomes and what its message says.
 _HTTPX_ERRORS: Final[
     tuple[tuple[type[Exception] | tuple[type[Exception], ...], type[TupuError], str], ...]
@@ -171,9 +170,7 @@ class RetryPolicy:
             if value < 0:
                 raise ValueError(f"{name} must be >= 0 (0 disables those retries), got {value}")
         for name in ("backoff_base", "backoff_max", "retry_after_max"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+            check_seconds(name, getattr(self, name))
 
     def allows_retry(self, attempt: int) -> bool:
         """True if another attempt may follow the failed attempt number ``attempt`` (0-based)."""
@@ -281,8 +278,8 @@ def _target(exc: httpx.HTTPError) -> str:
 def _status_error(exc: httpx.HTTPStatusError) -> TupuError:
     response = exc.response
     try:
-        excerpt = response.text[:_EXCERPT_CHARS]
-    except (httpx.ResponseNotRead, UnicodeDecodeError, LookupError):
-        excerpt = ""
+        shown = excerpt(response.content)
+    except httpx.ResponseNotRead:
+        shown = ""
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    return error_for_http_status(response.status_code, excerpt, retry_after=retry_after)
+    return error_for_http_status(response.status_code, shown, retry_after=retry_after)

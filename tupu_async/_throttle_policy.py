@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ._limiter_args import check_max_margin, check_seconds, check_window
+from ._checks import check_max_margin, check_seconds, check_window
 
 __all__ = [
     "DEFAULT_MAX_MARGIN",

@@ -7,8 +7,8 @@ import math
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 
+from ._checks import check_window
 from ._constants import MAX_QPS
-from ._limiter_args import check_window
 
 __all__ = ["DEFAULT_MARGIN", "DEFAULT_THROTTLE_PAUSE", "WindowSchedule", "throttle_pause"]
 
