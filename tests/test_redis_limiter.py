@@ -34,7 +34,8 @@ from tupu_async import Hooks, RequestEvent
 from tupu_async._exceptions import TransportError
 from tupu_async._limiter import RateLimiter
 from tupu_async._redis_clock import RedisClock
-from tupu_async._redis_connection import describe_error, redacted_url
+from tupu_async._redis_connection import describe_error as _describe
+from tupu_async._redis_connection import redacted_url as _redacted
 from tupu_async._redis_limiter import DEFAULT_LEASE, RedisLimiter, _Slot
 from tupu_async._redis_script import Reservation, ThrottleOutcome
 from tupu_async._throttle_policy import ThrottlePolicy
@@ -1381,12 +1382,12 @@ async def test_wrong_credentials_are_refused_with_what_to_fix(
     ],
 )
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
-    assert redacted_url(url) == shown
+    assert _redacted(url) == shown
 
 
 def test_errors_are_described_by_type_and_text() -> None:
-    assert describe_error(ConnectionError("refused")) == "ConnectionError: refused"
-    assert describe_error(TimeoutError()) == "TimeoutError"
+    assert _describe(ConnectionError("refused")) == "ConnectionError: refused"
+    assert _describe(TimeoutError()) == "TimeoutError"
 
 
 def test_a_clock_sample_exactly_at_the_step_threshold_is_no_step() -> None:
