@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 import tupu_async
+import tupu_async.testing
 
 PUBLIC = [
     "APIError",
@@ -143,3 +144,38 @@ def test_version_has_one_source() -> None:
     from tupu_async._version import __version__
 
     assert tupu_async.__version__ is __version__
+
+
+TESTING_PUBLIC = [
+    "ALL_FAULT_KINDS",
+    "DEFAULT_TASKS",
+    "DOWNLOAD_FAIL_WORD",
+    "JSON_STYLES",
+    "MAGIC_OUTCOMES",
+    "DelayProxy",
+    "FakeLibrary",
+    "FakeServerProcess",
+    "FakeServerStats",
+    "FakeServerTransport",
+    "FakeTupuServer",
+    "FaultConfig",
+    "JsonStyle",
+    "RecordedRequest",
+    "RedisServer",
+    "StoredImage",
+    "js_number_text",
+    "max_arrivals_in_window",
+    "spawn_fake_server",
+    "split_cores",
+]
+
+
+def test_the_fake_server_surface_lives_in_tupu_async_testing() -> None:
+    assert tupu_async.testing.__all__ == TESTING_PUBLIC
+    for name in TESTING_PUBLIC:
+        value = getattr(tupu_async.testing, name)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ == "tupu_async.testing", name
+    # The fake's classes do not shadow the client's public names.
+    assert not set(TESTING_PUBLIC) & set(tupu_async.__all__)
+    msgspec.json.Decoder(list[tupu_async.testing.StoredImage])

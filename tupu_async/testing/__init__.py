@@ -24,6 +24,7 @@ are injected at random (``FaultConfig``) or in order (``server.inject("http_500"
 
 from __future__ import annotations
 
+from .._public import rehome as _rehome
 from ._faults import ALL_FAULT_KINDS, FaultConfig
 from ._jsontext import JSON_STYLES, JsonStyle, js_number_text
 from ._library import FakeLibrary, StoredImage
@@ -56,3 +57,5 @@ __all__ = [
     "spawn_fake_server",
     "split_cores",
 ]
+
+_rehome(globals(), __all__, __name__)  # reprs and errors say tupu_async.testing.X
