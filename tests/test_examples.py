@@ -10,7 +10,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from tupu_async import AsyncTupuClient
 from tupu_async.testing import FakeTupuServer
+from tupu_async.testing._redis import free_port
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 PNG = (
@@ -279,16 +279,9 @@ def test_every_example_import_comes_with_the_examples_extra() -> None:
             assert dists & provided, f"{path.name} imports {module}, not in the examples extra"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("script", ["fastapi_app", "aiohttp_app", "flask_app"])
 def test_web_app_scripts_serve_uploads_with_the_fake_server(script: str) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLES / f"{script}.py"), "--fake", "--port", str(port)],
         stdout=subprocess.DEVNULL,

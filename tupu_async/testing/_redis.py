@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pathlib
+import random
 import shutil
 import socket
 import subprocess
@@ -40,11 +42,26 @@ def redis_required() -> bool:
 
 
 def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback TCP port that nothing listens on right now, OUTSIDE the ephemeral range.
+
+    The caller hands it to a child process that binds it later; a port from the kernel's
+    ephemeral range could meanwhile be taken by any socket that binds port 0 or connects
+    out (another server in that child, a client connection), so none is chosen from it.
+    """
+    try:
+        low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    draw = random.Random()
+    for _ in range(200):
+        port = draw.randrange(10000, max(10001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def _answers_ping(port: int) -> bool:
