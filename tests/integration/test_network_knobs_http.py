@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import anyio
 import httpx
@@ -43,8 +44,19 @@ def gate_delays(server: FakeTupuServer) -> list[float]:
     return [g - a for a, g in zip(stats.arrivals, stats.gate_times, strict=True)]
 
 
-async def test_arrival_jitter_delays_the_gate_and_the_gate_counts_in_that_order() -> None:
+async def test_arrival_jitter_delays_the_gate_and_the_gate_counts_in_that_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     server, signer = make_server(qps_limit=1, arrival_jitter=0.2, seed=3)
+    exchange = server.app.exchange
+    sleep = exchange.sleep
+    jitter: dict[int, float] = {}  # request index -> the delay the server drew for it
+
+    async def recording_sleep(delay: float, call: Any) -> None:
+        jitter.setdefault(call.index, delay)  # a request's first sleep is its gate's
+        await sleep(delay, call)
+
+    monkeypatch.setattr(exchange, "sleep", recording_sleep)
     async with (
         server.serve() as base_url,
         httpx.AsyncClient(base_url=base_url) as http,
@@ -52,15 +64,24 @@ async def test_arrival_jitter_delays_the_gate_and_the_gate_counts_in_that_order(
     ):
         for _ in range(6):
             tg.start_soon(post, http, signer)
+    assert sorted(jitter) == list(range(6))
+    assert all(0.0 <= j <= 0.2 for j in jitter.values())
+    assert len(set(jitter.values())) > 1  # really random, not a constant shift
+    # Each reached the gate at least its jitter after it arrived. (How much later is up to
+    # the machine's load: a stalled server wakes them late, so no upper bound holds.)
     delays = gate_delays(server)
-    assert len(delays) == 6
-    assert all(0.0 <= d <= 0.2 + 0.15 for d in delays)  # slack: a loaded machine
-    assert len({round(d, 3) for d in delays}) > 1  # really random, not a constant shift
+    assert all(delays[i] >= jitter[i] - 1e-6 for i in range(6))
+    # One slot a second, counted in the order the requests REACHED the gate: the first one
+    # there got it, and after it only one reaching the gate a full second later could have.
     stats = server.stats
-    # One slot in the window: the first to REACH the gate got it, not the first to arrive.
-    (accepted,) = [g for g, ok in zip(stats.gate_times, stats.arrival_accepted, strict=True) if ok]
-    assert accepted == min(stats.gate_times)
-    assert server.stats.http_429 == 5
+    gates = stats.gate_times
+    expected = [False] * 6
+    last_accepted = -math.inf
+    for i in sorted(range(6), key=gates.__getitem__):
+        if last_accepted <= gates[i] - 1.0:
+            expected[i], last_accepted = True, gates[i]
+    assert stats.arrival_accepted == expected
+    assert stats.http_429 == expected.count(False) >= 1
 
 
 async def test_connection_setup_delays_only_the_first_request_of_a_connection() -> None:
