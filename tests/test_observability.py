@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,6 +19,7 @@ from tupu_async import Image, RateLimitError
 from tupu_async._client import AsyncTupuClient
 from tupu_async._events import ClientStats, Hooks, RequestEvent
 from tupu_async._retry import RetryPolicy
+from tupu_async._throttle_policy import ThrottlePolicy
 from tupu_async.testing import FakeTupuServer, FaultConfig
 
 PNG = (
@@ -301,18 +303,26 @@ async def test_stats_and_debug_log_say_what_the_limiter_believes_after_a_429(
 
     with caplog.at_level(logging.DEBUG, logger="tupu_async"):
         async with make_client(server) as client:
+            started = time.monotonic()  # the limiter's clock
             await client.recognize(["http://images.test/a.jpg"])
             stats = client.stats
+            elapsed = time.monotonic() - started
+            qps = client.limiter.qps
 
     belief = stats.limiter
     assert belief is not None
     # One request in the window, far under the limit: capacity spent by someone else.
     assert (belief.jitter_throttles, belief.foreign_throttles) == (0, 1)
-    assert belief.rate == pytest.approx(35.0, rel=0.05)
+    # The 429 cut the rate to 0.7 of the ceiling; since then it has probed back up along
+    # the CUBIC curve, for less than `elapsed` (more of it on a loaded machine).
+    curve = ThrottlePolicy(qps, margin=0.0)
+    curve.on_throttle(0.0, own_in_window=0, limit=int(qps))
+    assert qps * 0.7 <= belief.rate <= curve.rate(elapsed)
     assert stats.throttles == 1
     (decision,) = [r for r in caplog.records if r.getMessage().startswith("limiter: 429")]
     assert decision.levelno == logging.DEBUG
     assert "from foreign" in decision.getMessage()
+    assert f"rate {qps * 0.7:.3g} (lowered)" in decision.getMessage()  # as of the 429
     assert "1 foreign" in decision.getMessage()
 
 

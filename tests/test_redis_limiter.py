@@ -1199,29 +1199,53 @@ async def check_policy(
 async def test_a_429_in_one_process_changes_what_another_books(
     redis_server: RedisServer, key: str
 ) -> None:
-    """Jitter widens the margin every process uses; foreign load cuts everyone's rate."""
-    one = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01, lease=1.0)
+    """Jitter widens the margin every process uses; foreign load cuts everyone's rate.
+
+    What ``other`` learns is the shared state as of its own booking, and the margin decays
+    and the rate probes back up with time: so it is checked against Redis times read
+    around the steps, not expected to be the value of the moment of the 429.
+    """
+    one = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01)
     other = RedisLimiter(redis_server.url, key=key, qps=10, margin=0.01)
-    try:
+
+    async def redis_now() -> float:
         seconds, micros = await one._client.time()
-        now_us = seconds * 1_000_000 + micros
-        # The log at the limit, all in the last window: the next 429 looks like our jitter.
-        booked = await one._reserve(10, now_us=now_us - 930_000)
-        assert len(booked.slots_us) == 10
+        return int(seconds) + int(micros) / 1_000_000
+
+    try:
+        now = await redis_now()
+        # The log at the limit, all half a second old: for half a second more our own
+        # count is at the limit, so a 429 then looks like our jitter.
+        first_us = round((now - 0.5) * 1_000_000)
+        await one._client.rpush(one._keys[0], *(first_us + 1000 * i for i in range(10)))
         await one.on_throttle(None)
         assert one.belief().jitter_throttles == 1
         assert one.belief().margin == pytest.approx(0.01 * 1.5 + 0.005)
-        await other.acquire()
-        assert other.belief().margin == pytest.approx(0.01 * 1.5 + 0.005, rel=1e-3)
-        assert other.belief().jitter_throttles == 1
-        assert other.belief().paused_until == -math.inf, "no Retry-After: no pause"
+        before = await redis_now()
         await one.on_throttle(None)
+        widened = one.belief()
+        assert widened.jitter_throttles == 2
+        # 0.02 * 1.5 + 0.005, less what the first widening decayed before the second:
+        assert 0.02 < widened.margin <= 0.02 * 1.5 + 0.005 + 1e-9
+        await other.acquire()
+        since_widened = await redis_now() - before
+        seen = other.belief()
+        assert (seen.jitter_throttles, seen.foreign_throttles) == (2, 0)
+        # The shared margin, its widened part decayed (60 s half-life) for that long at most.
+        least = 0.01 + (widened.margin - 0.01) * 0.5 ** (since_widened / 60.0)
+        assert least - 1e-9 <= seen.margin <= widened.margin + 1e-9
+        assert seen.paused_until == -math.inf, "no Retry-After: no pause"
+        before = await redis_now()
         await one.on_throttle(None)  # the third within 3 s: persistent, someone else's load
         assert one.belief().foreign_throttles == 1
         assert one.current_rate == pytest.approx(10 * 0.7)
         await other.acquire()
-        assert other.current_rate == pytest.approx(10 * 0.7, rel=1e-3)
+        since_cut = await redis_now() - before
         assert other.belief().foreign_throttles == 1
+        # Cut to 7, probing back up CUBIC-style since the cut: for `since_cut` at most.
+        curve = ThrottlePolicy(10, margin=0.01)
+        curve.on_throttle(0.0, own_in_window=0, limit=10)
+        assert 10 * 0.7 - 1e-9 <= other.current_rate <= curve.rate(since_cut) + 1e-9
     finally:
         await one.aclose()
         await other.aclose()
