@@ -8,6 +8,7 @@ paced requests from the secret id's first request on; its accepted ones take slo
 
 from __future__ import annotations
 
+import bisect
 import collections
 
 __all__ = ["SlidingWindowLimit"]
@@ -16,7 +17,8 @@ __all__ = ["SlidingWindowLimit"]
 class SlidingWindowLimit:
     """Per-key sliding-window admission: ``limit`` None admits everything.
 
-    Times passed to :meth:`try_acquire` must not decrease for a key.
+    Times may come out of order (a request stamped on arrival can reach the gate after a
+    later arrival whose body was read sooner); each is counted at its own time.
     """
 
     __slots__ = (
@@ -62,7 +64,10 @@ class SlidingWindowLimit:
             arrivals.popleft()
         if len(arrivals) >= limit:
             return False
-        arrivals.append(now)
+        if arrivals and now < arrivals[-1]:
+            bisect.insort(arrivals, now)  # kept sorted, so the pruning above stays exact
+        else:
+            arrivals.append(now)
         return True
 
     def _admit_foreign(
