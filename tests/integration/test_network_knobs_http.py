@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -15,7 +16,9 @@ from clients import http_client_for
 from tupu_async._signing import Signer
 from tupu_async._warmup import default_warm_connections, warm_pool
 from tupu_async.testing import FakeTupuServer, spawn_fake_server
+from tupu_async.testing._asgi import ARRIVED_KEY
 from tupu_async.testing._qps import SlidingWindowLimit
+from tupu_async.testing._serving import serve_in_loop
 
 pytestmark = pytest.mark.anyio
 
@@ -270,3 +273,42 @@ def test_warm_connections_must_be_a_count(bad: object) -> None:
     server = FakeTupuServer()
     with pytest.raises(ValueError, match="warm_connections"):
         http_client_for(server, "http://fake", warm_connections=bad)
+
+
+async def test_arrivals_are_stamped_when_parsed_off_the_socket() -> None:
+    """Over HTTP the arrival is the protocol's parse time, taken before the app's task runs
+    (a stamp taken in the task is late by whatever the loop runs first)."""
+    seen: list[tuple[float, float]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((scope[ARRIVED_KEY], time.monotonic()))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    before = time.monotonic()
+    async with serve_in_loop(app) as base_url, httpx.AsyncClient() as http:
+        assert (await http.get(base_url + "/x")).status_code == 204
+    ((arrived, entered),) = seen
+    assert before <= arrived <= entered
+
+    server, signer = make_server()
+    async with server.serve() as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        sent = time.monotonic()
+        assert (await post(http, signer)).status_code == 200
+    (recorded,) = server.stats.arrivals
+    assert sent <= recorded <= time.monotonic()
+
+
+async def test_the_app_counts_a_request_at_its_stamped_arrival() -> None:
+    server, signer = make_server()
+    transport = httpx.ASGITransport(app=_stamped(server.app, 123.5))
+    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as http:
+        await post(http, signer)
+    assert server.stats.arrivals == [123.5]
+
+
+def _stamped(app: Any, when: float) -> Any:
+    async def stamped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await app({**scope, ARRIVED_KEY: when}, receive, send)
+
+    return stamped

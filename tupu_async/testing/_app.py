@@ -17,7 +17,7 @@ from typing import Final
 import msgspec
 
 from .._constants import RECOGNITION_PATH
-from ._asgi import Call, ClientGone, Receive, Reply, Scope, Send, error, read_body
+from ._asgi import ARRIVED_KEY, Call, ClientGone, Receive, Reply, Scope, Send, error, read_body
 from ._exchange import Exchange
 from ._faults import Fault
 from ._management import MANAGEMENT_PATHS, ManagementRoute
@@ -80,7 +80,7 @@ class FakeTupuApp(ServerState):
         if path.startswith(CONTROL_PREFIX):
             await exchange.answer(call, await self._control(call, path), count=False)
             return
-        call.arrived = time.monotonic()
+        call.arrived = scope.get(ARRIVED_KEY) or time.monotonic()
         call.index = self.stats.record_arrival(call.arrived, path)
         try:
             if path.startswith(RECOGNITION_PATH):

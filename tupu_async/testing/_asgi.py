@@ -9,6 +9,7 @@ from typing import Any, Final
 from ._responses import plain_error_body
 
 __all__ = [
+    "ARRIVED_KEY",
     "JSON",
     "Call",
     "ClientGone",
@@ -32,6 +33,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON: Final = b"application/json"
+ARRIVED_KEY: Final = "tupu_async.arrived"
+"""Scope key set by the HTTP server: ``time.monotonic()`` when the request's first bytes
+were parsed, before the app's task was scheduled (absent in-process)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,7 +43,8 @@ class Call:
     """One HTTP request being answered: its ASGI scope and callables, and its arrival.
 
     ``in_process``: served by ``FakeServerTransport``, not over a socket; ``arrived``:
-    ``time.monotonic()`` when it arrived; ``index``: its place among the recorded arrivals.
+    ``time.monotonic()`` when it arrived (``scope[ARRIVED_KEY]`` over HTTP); ``index``: its
+    place among the recorded arrivals.
     """
 
     scope: Scope
