@@ -22,11 +22,6 @@ __all__ = ["SentImage", "align", "regroup", "regroup_unknown_inputs"]
 _E = TypeVar("_E")
 
 
-class _Named(Protocol):
-    @property
-    def name(self) -> str | None: ...
-
-
 class SentImage(Protocol):
     """What regrouping needs to know about each image of the request, in request order."""
 
